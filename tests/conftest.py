@@ -1,0 +1,78 @@
+"""Shared fixtures. Every store test runs on SQLite and on PostgreSQL.
+
+PostgreSQL is the local service (ANFANG_TEST_PG_URL, default postgresql://postgres@127.0.0.1:5432/test). Where it
+is absent the PostgreSQL half skips with the reason, except when ANFANG_REQUIRE_SERVICES=1 (set by .ci/run), where
+an absent service is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from anfang.store.engine import Store
+from anfang.store.migrate import upgrade
+
+PG_ADMIN_URL = os.environ.get("ANFANG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REQUIRE_SERVICES = os.environ.get("ANFANG_REQUIRE_SERVICES") == "1"
+
+
+def _service_missing(reason: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service unavailable under CI: {reason}")
+    pytest.skip(reason)
+
+
+def _pg_admin():
+    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as c:
+            c.execute(text("select 1"))
+    except Exception as exc:  # noqa: BLE001 - any connection failure means the service is absent
+        engine.dispose()
+        _service_missing(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {type(exc).__name__}")
+    return engine
+
+
+def _base_url(url: str) -> str:
+    return url.rsplit("/", 1)[0]
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for one test, dropped afterwards."""
+    admin = _pg_admin()
+    name = f"anfang_t_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = f"{_base_url(PG_ADMIN_URL)}/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A migrated, empty database URL: SQLite file, then PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'anfang.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(db_url)
+    try:
+        yield s
+    finally:
+        s.dispose()
