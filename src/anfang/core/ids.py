@@ -116,8 +116,8 @@ def validate_phone(raw: str) -> str:
 
 _PROVINCE_ABBR = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 _PLATE_RE = re.compile(
-    rf"^[{_PROVINCE_ABBR}][A-HJ-NP-Z](?:[A-HJ-NP-Z0-9]{{5}}|[DF][A-HJ-NP-Z0-9]{{5}}|[A-HJ-NP-Z0-9]{{5}}[DF])"
-    r"[挂学警港澳]?$"
+    rf"^[{_PROVINCE_ABBR}][A-HJ-NP-Z](?:[A-HJ-NP-Z0-9]{{5}}|[DF][A-HJ-NP-Z0-9]{{5}}|[A-HJ-NP-Z0-9]{{5}}[DF]"
+    r"|[A-HJ-NP-Z0-9]{4}[挂学警港澳])$"
 )
 
 

@@ -92,7 +92,8 @@ def verify(store: Store, *, batch: int = 5000) -> VerifyResult:
                 break
             for e in rows:
                 if e.seq != expected_seq:
-                    problems.append(f"第{expected_seq}至{e.seq - 1}条记录缺失（被删除） / rows {expected_seq}-{e.seq - 1} missing")
+                    problems.append(
+                        f"第{expected_seq}至{e.seq - 1}条记录缺失（被删除） / rows {expected_seq}-{e.seq - 1} missing")
                 if e.prev_hash != prev_hash:
                     problems.append(f"第{e.seq}条的前序哈希不符（前一条被改动或删除） / row {e.seq}: chain link broken")
                 calc = entry_hash(e.seq, e.at, e.user_id, e.username, e.role, e.action, e.entity,

@@ -12,6 +12,7 @@ class Role(StrEnum):
     grid_worker = "grid_worker"  # 网格员, scoped to a grid
     property_staff = "property_staff"  # 物业, scoped to a community
     resident = "resident"  # 居民, sees own record
+    anonymous = "anonymous"  # not logged in (public scan pages, failed logins); sees no personal data
 
 
 ROLE_LABELS: dict[Role, tuple[str, str]] = {
@@ -21,6 +22,7 @@ ROLE_LABELS: dict[Role, tuple[str, str]] = {
     Role.grid_worker: ("网格员", "grid worker"),
     Role.property_staff: ("物业人员", "property staff"),
     Role.resident: ("居民", "resident"),
+    Role.anonymous: ("访客", "visitor"),
 }
 
 # Which personal fields each role sees unmasked (data minimisation, PIPL). The community police officer works
@@ -33,6 +35,7 @@ UNMASKED_FIELDS: dict[Role, frozenset[str]] = {
     Role.grid_worker: frozenset({"phone"}),
     Role.property_staff: frozenset({"owner_phone"}),
     Role.resident: frozenset({"id_number", "phone"}),  # only ever his own record
+    Role.anonymous: frozenset(),
 }
 
 # Roles allowed to change registry records (within their scope).

@@ -31,6 +31,10 @@ class Principal:
         """The operator at the command line: full scope, but still audited under his name."""
         return cls(user_id=None, username=username, role=Role.city_admin, client=client)
 
+    @classmethod
+    def anonymous(cls, username: str = "anonymous", client: str | None = None) -> Principal:
+        return cls(user_id=None, username=username[:64], role=Role.anonymous, client=client)
+
     @property
     def sees_everything(self) -> bool:
         return self.role is Role.city_admin
@@ -66,13 +70,3 @@ def person_condition(p: Principal) -> ColumnElement[bool]:
         return Person.id == p.person_id if p.person_id else false()
     return address_condition(p)
 
-
-def region_condition_codes(p: Principal) -> tuple[str | None, str | None]:
-    """(county_code, community_code) bounds for region-level figures; (None, None) = the whole city."""
-    match p.role:
-        case Role.city_admin:
-            return None, None
-        case Role.county_admin:
-            return p.county_code, None
-        case _:
-            return None, p.community_code

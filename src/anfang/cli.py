@@ -1,0 +1,212 @@
+"""The `anfang` command line (Typer + Rich)."""
+
+from __future__ import annotations
+
+import shutil
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from anfang.config import Settings, load_settings
+
+app = typer.Typer(help="anfang 智慧安防小区 / 居安工程 平台 — smart-security community platform.",
+                  no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="数据库 / database", no_args_is_help=True)
+audit_app = typer.Typer(help="审计日志 / audit log", no_args_is_help=True)
+users_app = typer.Typer(help="用户 / users", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
+app.add_typer(users_app, name="users")
+console = Console()
+
+HostOpt = Annotated[str | None, typer.Option("--host", help="监听地址 / listen address")]
+PortOpt = Annotated[int | None, typer.Option("--port", help="监听端口 / listen port")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="数据目录 / data directory")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML 配置文件 / config file", envvar="ANFANG_CONFIG")]
+
+
+class Kind(StrEnum):
+    addresses = "addresses"
+    houses = "houses"
+    persons = "persons"
+    units = "units"
+    vehicles = "vehicles"
+
+
+def _settings(config: Path | None = None, **overrides) -> Settings:  # noqa: ANN003
+    if config is not None:
+        import os
+
+        os.environ["ANFANG_CONFIG"] = str(config)
+    return load_settings(**overrides)
+
+
+def _store(settings: Settings):  # noqa: ANN202
+    from anfang.store.engine import Store
+    from anfang.store.migrate import upgrade
+
+    upgrade(settings.database_url)  # type: ignore[arg-type]
+    return Store(settings.database_url)  # type: ignore[arg-type]
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console)
+
+
+def _serve(settings: Settings, store) -> None:  # noqa: ANN001
+    import uvicorn
+
+    from anfang.app import create_app
+
+    uvicorn.run(create_app(settings, store), host=settings.host, port=settings.port, log_level="warning")
+
+
+@app.command()
+def demo(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
+         scale: Annotated[float, typer.Option(help="数据规模 / data scale (1 ≈ a few thousand residents)")] = 1.0,
+         seed: Annotated[int, typer.Option(help="随机种子 / generator seed")] = 2021,
+         serve: Annotated[bool, typer.Option("--serve/--no-serve", help="生成后启动服务 / start the server")] = True,
+         ) -> None:
+    """演示：新建数据库、生成三明市演示数据、启动服务 / fresh demo database, demo data, server."""
+    from anfang.demo.generator import generate
+
+    data_dir = data_dir or Path("var/demo")
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    settings = _settings(host=host, port=port, data_dir=data_dir,
+                         database_url=f"sqlite:///{(data_dir / 'anfang.db').as_posix()}")
+    store = _store(settings)
+    with _progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        summary = generate(store, scale=scale, seed=seed, progress=progress)
+    console.print(f"[bold]演示数据 / demo data[/]: {summary.counties} 县区, {summary.towns} 乡镇街道, "
+                  f"{summary.communities} 社区/村, {summary.addresses} 地址, {summary.houses} 房屋, "
+                  f"{summary.persons} 人员, {summary.units} 单位, {summary.vehicles} 车辆")
+    table = Table(title="演示账号 / demo logins")
+    for col in ("用户名 username", "密码 password", "角色 role", "辖区 jurisdiction"):
+        table.add_column(col)
+    for login in summary.logins:
+        table.add_row(login.username, login.password, login.display_name, login.scope)
+    console.print(table)
+    url = f"http://{settings.host}:{settings.port}/"
+    console.print(f"控制台 / console: [bold cyan]{url}[/]   API: {url}docs   (Ctrl+C 退出 / to stop)")
+    if serve:
+        _serve(settings, store)
+
+
+@app.command("serve")
+def serve_cmd(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
+              config: ConfigOpt = None) -> None:
+    """启动服务（升级数据库后）/ run the server (after upgrading the database)."""
+    settings = _settings(config, host=host, port=port, data_dir=data_dir)
+    store = _store(settings)
+    console.print(f"anfang {settings.role.value} node {settings.node_id}: http://{settings.host}:{settings.port}/")
+    _serve(settings, store)
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
+    """升级数据库结构到最新 / apply all migrations."""
+    from anfang.store.migrate import current, upgrade
+
+    settings = _settings(config, data_dir=data_dir)
+    upgrade(settings.database_url)  # type: ignore[arg-type]
+    console.print(f"数据库已升级 / database at revision {current(settings.database_url)}")  # type: ignore[arg-type]
+
+
+@app.command("import")
+def import_cmd(kind: Annotated[Kind, typer.Argument(help="数据类别 / kind")],
+               file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV 或 XLSX 文件")],
+               report: Annotated[Path | None, typer.Option(help="错误报告输出 / write the bad rows here")] = None,
+               operator: Annotated[str, typer.Option(help="操作人（记入审计）/ operator name")] = "cli",
+               data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
+    """批量导入（CSV/XLSX），逐行报告 / bulk import with a row-level report."""
+    from anfang.registry.importer import import_file
+    from anfang.security.scope import Principal
+
+    settings = _settings(config, data_dir=data_dir)
+    store = _store(settings)
+    with _progress() as bar:
+        task = bar.add_task(f"导入 {kind.value}", total=None)
+        result = import_file(store, kind.value, file, Principal.system(operator),
+                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+    console.print(f"共 {result.total} 行：新增 {result.inserted}，更新 {result.updated}，未变 {result.unchanged}，"
+                  f"错误 {len(result.errors)}（{result.seconds:.1f} 秒）")
+    for err in result.errors[:20]:
+        console.print(f"  第 {err.row} 行：{err.reason}")
+    if len(result.errors) > 20:
+        console.print(f"  …… 另有 {len(result.errors) - 20} 行错误")
+    if report is not None and result.errors:
+        result.write_report(report)
+        console.print(f"错误报告已写入 / report written: {report}")
+    if result.errors:
+        raise typer.Exit(code=1)
+
+
+@app.command("export")
+def export_cmd(kind: Annotated[Kind, typer.Argument(help="数据类别 / kind")],
+               file: Annotated[Path, typer.Argument(help="输出 XLSX 文件")],
+               operator: Annotated[str, typer.Option(help="操作人（记入审计）/ operator name")] = "cli",
+               data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
+    """导出为 XLSX / export to XLSX."""
+    from anfang.registry.exporter import export_xlsx
+    from anfang.security.scope import Principal
+
+    settings = _settings(config, data_dir=data_dir)
+    store = _store(settings)
+    with _progress() as bar:
+        task = bar.add_task(f"导出 {kind.value}", total=None)
+        n = export_xlsx(store, kind.value, file, Principal.system(operator),
+                        progress=lambda done, total: bar.update(task, completed=done, total=total))
+    console.print(f"已导出 {n} 行到 {file}")
+
+
+@audit_app.command("verify")
+def audit_verify(data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
+    """校验审计日志哈希链 / verify the audit hash chain; exit 1 if broken."""
+    from anfang.security.audit import verify
+
+    settings = _settings(config, data_dir=data_dir)
+    result = verify(_store(settings))
+    if result.ok:
+        console.print(f"[green]审计链完整[/] / audit chain intact: {result.checked} 条, head #{result.head_seq} "
+                      f"{result.head_hash[:16]}…")
+        return
+    console.print(f"[red]审计链被破坏[/] / audit chain BROKEN ({len(result.problems)} problems, "
+                  f"{result.checked} rows checked):")
+    for line in result.problems[:50]:
+        console.print("  " + line)
+    raise typer.Exit(code=1)
+
+
+@users_app.command("create")
+def users_create(username: str, role: str,
+                 password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+                 display_name: str | None = None, county_code: str | None = None, community_code: str | None = None,
+                 police_area_id: int | None = None, grid_id: int | None = None, person_id: int | None = None,
+                 data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
+    """新建用户 / create a user (roles: city_admin county_admin police grid_worker property_staff resident)."""
+    from anfang.security.service import create_user
+
+    settings = _settings(config, data_dir=data_dir)
+    with _store(settings).session() as s:
+        user = create_user(s, username=username, password=password, role=role, display_name=display_name,
+                           county_code=county_code, community_code=community_code, police_area_id=police_area_id,
+                           grid_id=grid_id, person_id=person_id)
+        console.print(f"已创建用户 / created user {user.username} ({user.role})")
+
+
+if __name__ == "__main__":
+    app()

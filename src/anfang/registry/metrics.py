@@ -1,0 +1,170 @@
+"""The seed's 一标三实 figures per community, town, county and city.
+
+Seed 三、(四) 一: 地址门牌安装率、准确率、标注率达100%，实有人口、实有房屋、实有单位信息核实率达95%以上.
+Rates are computed over the records within the asking principal's jurisdiction; the records that keep a rate
+below its target are listed by ``below_target``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import Integer, case, func, select
+from sqlalchemy.orm import Session
+
+from anfang.core.errors import ValidationError
+from anfang.registry.models import Address, House, Person, Region, WorkUnit
+from anfang.security.scope import Principal, address_condition
+from anfang.store.engine import Store
+
+# metric key -> (target, zh-CN label, English label); the seed section is named above.
+TARGETS: dict[str, tuple[float, str, str]] = {
+    "plate_installed": (1.00, "门牌安装率", "plate installation rate"),
+    "plate_accurate": (1.00, "门牌准确率", "plate accuracy rate"),
+    "plate_labelled": (1.00, "门牌标注率", "plate labelling rate"),
+    "persons_verified": (0.95, "实有人口核实率", "population verification rate"),
+    "houses_verified": (0.95, "实有房屋核实率", "housing verification rate"),
+    "units_verified": (0.95, "实有单位核实率", "work-unit verification rate"),
+}
+# Floors carry no door plate; every other address node (gate, building, unit door, household door) does.
+PLATED_LEVELS = ("community", "building", "unit", "room")
+LEVELS = ("community", "town", "county", "city")
+
+
+@dataclass
+class Counts:
+    addresses: int = 0
+    plate_installed: int = 0
+    plate_accurate: int = 0
+    plate_labelled: int = 0
+    persons: int = 0
+    persons_verified: int = 0
+    houses: int = 0
+    houses_verified: int = 0
+    units: int = 0
+    units_verified: int = 0
+
+    def add(self, other: Counts) -> None:
+        for k in self.__dataclass_fields__:
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+
+_DENOMINATOR = {"plate_installed": "addresses", "plate_accurate": "addresses", "plate_labelled": "addresses",
+                "persons_verified": "persons", "houses_verified": "houses", "units_verified": "units"}
+
+
+@dataclass
+class MetricRow:
+    code: str
+    name: str
+    level: str
+    counts: Counts
+    rates: dict[str, float | None] = field(default_factory=dict)
+    below: list[str] = field(default_factory=list)  # metric keys below target
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "name": self.name, "level": self.level, "counts": asdict(self.counts),
+                "rates": self.rates, "below": self.below}
+
+
+def _finish(row: MetricRow) -> MetricRow:
+    for key, (target, _, _) in TARGETS.items():
+        denominator = getattr(row.counts, _DENOMINATOR[key])
+        rate = getattr(row.counts, key) / denominator if denominator else None
+        row.rates[key] = rate
+        if rate is not None and rate < target:
+            row.below.append(key)
+    return row
+
+
+def _flag(column) -> Any:  # noqa: ANN001
+    return func.coalesce(func.sum(case((column, 1), else_=0)), 0).cast(Integer)
+
+
+def _verified(column) -> Any:  # noqa: ANN001
+    return func.coalesce(func.sum(case((column == "verified", 1), else_=0)), 0).cast(Integer)
+
+
+def community_counts(s: Session, p: Principal) -> dict[str, Counts]:
+    """Counts per community code, within p's jurisdiction: one grouped query per record kind."""
+    scope = address_condition(p)
+    out: dict[str, Counts] = {}
+
+    def get(code: str) -> Counts:
+        return out.setdefault(code, Counts())
+
+    for code, n, inst, acc, lab in s.execute(
+        select(Address.community_code, func.count(), _flag(Address.plate_installed), _flag(Address.plate_accurate),
+               _flag(Address.plate_labelled))
+        .where(scope, Address.level.in_(PLATED_LEVELS)).group_by(Address.community_code)
+    ):
+        c = get(code)
+        c.addresses, c.plate_installed, c.plate_accurate, c.plate_labelled = n, inst, acc, lab
+    for model, total_attr, ok_attr in ((Person, "persons", "persons_verified"), (House, "houses", "houses_verified"),
+                                       (WorkUnit, "units", "units_verified")):
+        for code, n, ok in s.execute(
+            select(Address.community_code, func.count(), _verified(model.verification))
+            .join(Address, model.address_id == Address.id).where(scope).group_by(Address.community_code)
+        ):
+            c = get(code)
+            setattr(c, total_attr, n)
+            setattr(c, ok_attr, ok)
+    return out
+
+
+def _parent_code(code: str, level: str) -> str:
+    """Region code at `level` that contains the 12-digit community code."""
+    if level == "community":
+        return code
+    if level == "town":
+        return code[:9] + "000"
+    if level == "county":
+        return code[:6]
+    return code[:4] + "00"
+
+
+def compute(store: Store, p: Principal, level: str = "county") -> list[MetricRow]:
+    """Figures at one level (community | town | county | city) over p's jurisdiction, ordered by code."""
+    if level not in LEVELS:
+        raise ValidationError(f"统计层级无效：{level}（可选：{'、'.join(LEVELS)}）")
+    with store.session() as s:
+        per_community = community_counts(s, p)
+        rolled: dict[str, Counts] = {}
+        for code, counts in per_community.items():
+            rolled.setdefault(_parent_code(code, level), Counts()).add(counts)
+        names = dict(s.execute(select(Region.code, Region.name).where(Region.code.in_(list(rolled)))).all())
+    return [_finish(MetricRow(code=c, name=names.get(c, c), level=level, counts=rolled[c])) for c in sorted(rolled)]
+
+
+def below_target(store: Store, p: Principal, metric: str, region_code: str | None = None,
+                 limit: int = 200) -> list[dict[str, Any]]:
+    """The records keeping `metric` below target in the region (any level's code), within p's jurisdiction."""
+    if metric not in TARGETS:
+        raise ValidationError(f"指标无效：{metric}（可选：{'、'.join(TARGETS)}）")
+    cond = [address_condition(p)]
+    if region_code:
+        cond.append(Address.community_code.startswith(_region_prefix(region_code)))
+    with store.session() as s:
+        if metric.startswith("plate_"):
+            column = getattr(Address, metric)
+            rows = s.execute(select(Address.id, Address.code, Address.full_name, Address.level)
+                             .where(*cond, Address.level.in_(PLATED_LEVELS), column.is_(False))
+                             .order_by(Address.code).limit(limit))
+            return [{"entity": "address", "id": i, "code": c, "address": n, "level": lv} for i, c, n, lv in rows]
+        model = {"persons_verified": Person, "houses_verified": House, "units_verified": WorkUnit}[metric]
+        label = {Person: Person.name, House: House.use, WorkUnit: WorkUnit.name}[model]
+        rows = s.execute(select(model.id, label, model.verification, Address.full_name)
+                         .join(Address, model.address_id == Address.id)
+                         .where(*cond, model.verification != "verified").order_by(Address.full_name).limit(limit))
+        entity = {Person: "person", House: "house", WorkUnit: "unit"}[model]
+        return [{"entity": entity, "id": i, "label": lb, "verification": v, "address": a} for i, lb, v, a in rows]
+
+
+def _region_prefix(code: str) -> str:
+    code = code.strip()
+    if len(code) == 6:
+        return code[:4] if code.endswith("00") else code
+    if len(code) == 12 and code.endswith("000"):
+        return code[:9]
+    return code

@@ -1,0 +1,99 @@
+"""HTTP edge of security: login / logout / me, and the dependency that turns a request into a Principal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel
+
+from anfang.core.errors import Unauthorized
+from anfang.security import audit, service
+from anfang.security.roles import role_label
+from anfang.security.scope import Principal
+from anfang.store.engine import Store
+
+COOKIE = "anfang_session"
+router = APIRouter(prefix="/api/auth", tags=["auth 认证"])
+
+
+def store_of(request: Request) -> Store:
+    return request.app.state.store
+
+
+def client_of(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def token_of(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.cookies.get(COOKIE)
+
+
+def current_principal(request: Request) -> Principal:
+    token = token_of(request)
+    if not token:
+        raise Unauthorized("请先登录 / please log in")
+    with store_of(request).session() as s:
+        user = service.resolve_session(s, token)
+        return service.principal_of(user, client_of(request))
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+class LoginIn(BaseModel):
+    username: str
+    password: str
+
+
+def user_view(user) -> dict:  # noqa: ANN001
+    return {"id": user.id, "username": user.username, "display_name": user.display_name, "role": user.role,
+            "role_label": role_label(user.role), "county_code": user.county_code,
+            "community_code": user.community_code, "police_area_id": user.police_area_id, "grid_id": user.grid_id,
+            "person_id": user.person_id}
+
+
+def do_login(request: Request, username: str, password: str) -> tuple[str, dict]:
+    """Authenticate and open a session; both failures and successes are audited."""
+    store = store_of(request)
+    hours = request.app.state.settings.session_hours
+    try:
+        with store.session() as s:
+            user = service.authenticate(s, username, password)
+            token = service.open_session(s, user, hours=hours, client=client_of(request))
+            view = user_view(user)
+            p = service.principal_of(user, client_of(request))
+    except Unauthorized:
+        audit.record(store, Principal.anonymous(username, client_of(request)), "login_failed", "user", [])
+        raise
+    audit.record(store, p, "login", "user", [view["id"]])
+    return token, view
+
+
+@router.post("/login", summary="登录 / log in")
+def login(body: LoginIn, request: Request, response: Response) -> dict:
+    token, view = do_login(request, body.username, body.password)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict",
+                        max_age=int(request.app.state.settings.session_hours * 3600))
+    return {"token": token, "user": view}
+
+
+@router.post("/logout", summary="退出 / log out")
+def logout(request: Request, response: Response) -> dict:
+    token = token_of(request)
+    if token:
+        with store_of(request).session() as s:
+            service.close_session(s, token)
+    response.delete_cookie(COOKIE)
+    return {"ok": True}
+
+
+@router.get("/me", summary="当前用户 / current user")
+def me(request: Request, p: CurrentPrincipal) -> dict:
+    with store_of(request).session() as s:
+        from anfang.security.models import User
+
+        return user_view(s.get(User, p.user_id))
