@@ -13,9 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from anfang.config import Settings, load_settings
+from anfang.security.roles import Role
 
 app = typer.Typer(help="anfang 智慧安防小区 / 居安工程 平台 — smart-security community platform.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="数据库 / database", no_args_is_help=True)
 audit_app = typer.Typer(help="审计日志 / audit log", no_args_is_help=True)
 users_app = typer.Typer(help="用户 / users", no_args_is_help=True)
@@ -192,7 +193,7 @@ def audit_verify(data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
 
 
 @users_app.command("create")
-def users_create(username: str, role: str,
+def users_create(username: str, role: Role,
                  password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
                  display_name: str | None = None, county_code: str | None = None, community_code: str | None = None,
                  police_area_id: int | None = None, grid_id: int | None = None, person_id: int | None = None,
@@ -208,5 +209,16 @@ def users_create(username: str, role: str,
         console.print(f"已创建用户 / created user {user.username} ({user.role})")
 
 
+def main() -> None:
+    """Entry point: domain errors are printed as their message (zh-CN / English), not as a traceback."""
+    from anfang.core.errors import AnfangError
+
+    try:
+        app()
+    except AnfangError as exc:
+        console.print(f"[red]错误 / error[/]: {exc.message}")
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

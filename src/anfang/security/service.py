@@ -30,6 +30,8 @@ def create_user(session: Session, *, username: str, password: str, role: Role | 
                 police_area_id: int | None = None, grid_id: int | None = None,
                 person_id: int | None = None) -> User:
     role = Role(role)
+    if role is Role.anonymous:
+        raise ValidationError("不能创建访客账号 / the anonymous role is not a user role")
     if len(password) < 8:
         raise ValidationError("密码至少8位 / password must have at least 8 characters")
     scope_field = _REQUIRED_SCOPE.get(role)
