@@ -42,13 +42,29 @@ def _base_url(url: str) -> str:
     return url.rsplit("/", 1)[0]
 
 
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A migrated PostgreSQL database made once per run; each test's database is a copy of it."""
+    admin = _pg_admin()
+    name = f"anfang_tpl_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    upgrade(f"{_base_url(PG_ADMIN_URL)}/{name}")
+    try:
+        yield name
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture
-def pg_url() -> Iterator[str]:
+def pg_url(pg_template: str) -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for one test, dropped afterwards."""
     admin = _pg_admin()
     name = f"anfang_t_{uuid.uuid4().hex[:12]}"
     with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
+        c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
     url = f"{_base_url(PG_ADMIN_URL)}/{name}"
     try:
         yield url
@@ -63,10 +79,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
     """A migrated, empty database URL: SQLite file, then PostgreSQL."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'anfang.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    upgrade(url)
-    return url
+        upgrade(url)
+        return url
+    return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture
