@@ -30,7 +30,17 @@ def test_healthz_and_openapi(client_world) -> None:
     r = c.get("/healthz")
     assert r.status_code == 200 and r.json()["status"] == "ok"
     assert "/api/persons" in c.get("/openapi.json").json()["paths"]
-    assert c.get("/docs").status_code == 200
+    docs = c.get("/docs")
+    assert docs.status_code == 200 and "https://" not in docs.text  # offline: no CDN
+    assert c.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+
+
+def test_unknown_paths(client_world) -> None:
+    c, _ = client_world
+    r = c.get("/api/nothing-here")
+    assert r.status_code == 404 and r.json()["error"]["message"].startswith("资源不存在")
+    r = c.get("/nothing-here", headers={"Accept": "text/html"})
+    assert r.status_code == 404 and "资源不存在" in r.text and r.headers["content-type"].startswith("text/html")
 
 
 def test_login_wrong_password_is_401_json(client_world) -> None:

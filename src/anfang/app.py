@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
+import swagger_ui_bundle
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from anfang import __version__
@@ -14,6 +20,8 @@ from anfang.registry.service import RegistryService
 from anfang.registry.views import router as registry_router
 from anfang.security.views import router as auth_router
 from anfang.store.engine import Store
+from anfang.web.views import error_page
+from anfang.web.views import mount as mount_console
 
 
 def error_body(code: str, message: str, detail: object | None = None) -> dict:
@@ -25,7 +33,9 @@ def _wants_html(request: Request) -> bool:
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
-    app = FastAPI(title="anfang 智慧安防小区平台", version=__version__,
+    # Swagger UI is served from the swagger-ui-bundle package, not FastAPI's default CDN: the console must work
+    # on a police network with no internet.
+    app = FastAPI(title="anfang 智慧安防小区平台", version=__version__, docs_url=None, redoc_url=None,
                   description="一标三实 registry, security and console API of anfang.")
     app.state.settings = settings
     app.state.store = store or Store(settings.database_url)  # type: ignore[arg-type]
@@ -34,9 +44,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     @app.exception_handler(AnfangError)
     async def _domain_error(request: Request, exc: AnfangError):  # noqa: ANN202
         if exc.status == 401 and _wants_html(request):
-            from fastapi.responses import RedirectResponse
-
-            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
         return JSONResponse(error_body(exc.code, exc.message, exc.detail), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
@@ -50,6 +59,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):  # noqa: ANN202
         messages = {404: "资源不存在 / not found", 405: "不支持的请求方法 / method not allowed"}
+        if _wants_html(request):
+            return await run_in_threadpool(error_page, request, exc.status_code,
+                                           messages.get(exc.status_code, str(exc.detail)))
         return JSONResponse(error_body("http", messages.get(exc.status_code, str(exc.detail))),
                             status_code=exc.status_code)
 
@@ -61,12 +73,15 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             s.execute(text("SELECT 1"))
         return {"status": "ok", "role": settings.role.value, "node_id": settings.node_id, "version": __version__}
 
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="anfang API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
     app.include_router(auth_router)
     app.include_router(registry_router)
-    try:
-        from anfang.web.views import mount as mount_web
-    except ImportError:  # the console package is optional while it is being built
-        mount_web = None
-    if mount_web is not None:
-        mount_web(app)
+    mount_console(app)
     return app
