@@ -42,6 +42,16 @@ def _base_url(url: str) -> str:
     return url.rsplit("/", 1)[0]
 
 
+@pytest.fixture(autouse=True)
+def _cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2 at production cost dominates the small fixtures' build time; no test here is about its cost."""
+    from argon2 import PasswordHasher
+
+    from anfang.security import passwords
+
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     """A migrated PostgreSQL database made once per run; each test's database is a copy of it."""

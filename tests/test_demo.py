@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from anfang.core.errors import Conflict, ValidationError
@@ -29,7 +28,6 @@ from anfang.registry.models import (
     WorkUnit,
 )
 from anfang.registry.vocab import PERSON_LABELS
-from anfang.security import passwords
 from anfang.security.scope import address_condition, person_condition
 from anfang.security.service import authenticate, principal_of
 from anfang.store.engine import Store
@@ -37,12 +35,6 @@ from anfang.store.migrate import upgrade
 
 SCALE = 0.2
 TABLES = (Region, PoliceStation, PoliceArea, Grid, Address, Person, House, Residence, WorkUnit, Vehicle)
-
-
-@pytest.fixture(autouse=True)
-def _cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2 with production cost takes most of a small generation's time; these tests are not about it."""
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 def _dump(store: Store) -> dict[str, list[tuple]]:
