@@ -54,6 +54,17 @@ def normalize_address_prefix(prefix: str) -> str:
     return prefix
 
 
+def by_address_prefix(stmt: Select, prefix: str | None, tiebreak, default_order) -> Select:  # noqa: ANN001
+    """Restrict stmt to addresses under prefix (a full-name prefix, or an address-code prefix when all digits),
+    ordered along the address tree; without a prefix, ordered by default_order."""
+    if not prefix:
+        return stmt.order_by(default_order)
+    prefix = normalize_address_prefix(prefix)
+    column = Address.code if prefix.isdigit() else Address.full_name
+    stmt = stmt.where(prefix_range(column, prefix))
+    return stmt.order_by(column, tiebreak) if tiebreak is not None else stmt.order_by(column)
+
+
 def _page_args(page: int, size: int) -> tuple[int, int]:
     if page < 1:
         raise ValidationError("页码从1开始 / page starts at 1")
@@ -164,12 +175,8 @@ class RegistryService:
             stmt = stmt.where(Person.address_id == address_id)
             criteria["address_id"] = address_id
         if address_prefix:
-            prefix = normalize_address_prefix(address_prefix)
-            column = Address.code if prefix.isdigit() else Address.full_name
-            stmt = stmt.where(prefix_range(column, prefix)).order_by(column, Person.id)
-            criteria["address_prefix"] = prefix
-        else:
-            stmt = stmt.order_by(Person.id)
+            criteria["address_prefix"] = normalize_address_prefix(address_prefix)
+        stmt = by_address_prefix(stmt, address_prefix, Person.id, Person.id)
         with self.store.session() as s:
             rows, more = self._paged(s, stmt, page, size)
             items = [mask_fields(p.role, person_dict(person, addr)) for person, addr in rows]
@@ -280,12 +287,7 @@ class RegistryService:
                          page: int = 1, size: int = 20) -> Page:
         page, size = _page_args(page, size)
         stmt = select(Address).where(address_condition(p))
-        if prefix:
-            prefix = normalize_address_prefix(prefix)
-            column = Address.code if prefix.isdigit() else Address.full_name
-            stmt = stmt.where(prefix_range(column, prefix)).order_by(column)
-        else:
-            stmt = stmt.order_by(Address.full_name)
+        stmt = by_address_prefix(stmt, prefix, None, Address.full_name)
         if level:
             stmt = stmt.where(Address.level == level)
         with self.store.session() as s:
@@ -378,12 +380,7 @@ class RegistryService:
         page, size = _page_args(page, size)
         stmt = select(House, Address.full_name).join(Address, House.address_id == Address.id).where(
             address_condition(p))
-        if address_prefix:
-            prefix = normalize_address_prefix(address_prefix)
-            column = Address.code if prefix.isdigit() else Address.full_name
-            stmt = stmt.where(prefix_range(column, prefix)).order_by(column)
-        else:
-            stmt = stmt.order_by(House.id)
+        stmt = by_address_prefix(stmt, address_prefix, None, House.id)
         if use:
             stmt = stmt.where(House.use == use)
         if verification:
@@ -469,12 +466,7 @@ class RegistryService:
             stmt = stmt.where(WorkUnit.name.contains(name.strip(), autoescape=True))
         if credit_code:
             stmt = stmt.where(WorkUnit.credit_code == credit_code.strip().upper())
-        if address_prefix:
-            prefix = normalize_address_prefix(address_prefix)
-            column = Address.code if prefix.isdigit() else Address.full_name
-            stmt = stmt.where(prefix_range(column, prefix)).order_by(column)
-        else:
-            stmt = stmt.order_by(WorkUnit.id)
+        stmt = by_address_prefix(stmt, address_prefix, None, WorkUnit.id)
         with self.store.session() as s:
             rows, more = self._paged(s, stmt, page, size)
             items = [mask_fields(p.role, unit_dict(u, a)) for u, a in rows]
