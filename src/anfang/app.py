@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Protocol
 from urllib.parse import quote
 
 import swagger_ui_bundle
@@ -14,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from anfang import __version__
+from anfang.bus import InProcessBus
 from anfang.config import Settings
 from anfang.core.errors import AnfangError
 from anfang.registry.service import RegistryService
@@ -32,14 +36,40 @@ def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api") and "text/html" in request.headers.get("accept", "")
 
 
+class Service(Protocol):
+    """A long-running part of the node started with the server (SIP server, forwarders, schedulers)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    await app.state.bus.start()
+    started: list[Service] = []
+    try:
+        for service in app.state.services:
+            await service.start()
+            started.append(service)
+        yield
+    finally:
+        for service in reversed(started):
+            await service.stop()
+        await app.state.bus.close()
+
+
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     # Swagger UI is served from the swagger-ui-bundle package, not FastAPI's default CDN: the console must work
     # on a police network with no internet.
     app = FastAPI(title="anfang 智慧安防小区平台", version=__version__, docs_url=None, redoc_url=None,
-                  description="一标三实 registry, security and console API of anfang.")
+                  description="一标三实 registry, security and console API of anfang.", lifespan=_lifespan)
     app.state.settings = settings
     app.state.store = store or Store(settings.database_url)  # type: ignore[arg-type]
     app.state.registry = RegistryService(app.state.store)
+    app.state.bus = InProcessBus()
+    # Rooms append their background services here; the lifespan starts them in order and stops them in reverse.
+    app.state.services = []
 
     @app.exception_handler(AnfangError)
     async def _domain_error(request: Request, exc: AnfangError):  # noqa: ANN202
