@@ -59,6 +59,40 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.bus.close()
 
 
+def _wire_early_warning(app: FastAPI, settings: Settings) -> None:
+    """Event recorder, IoT ingest (HTTP always, MQTT when configured), warning engine, terminal push, webhooks."""
+    from anfang.devices.service import DeviceService
+    from anfang.iot.service import IotIngest
+    from anfang.iot.views import router as iot_router
+    from anfang.store.eventlog import EventRecorder
+    from anfang.warnings.engine import WarningEngine
+    from anfang.warnings.jobs import BehaviourJob
+    from anfang.warnings.push import TerminalHub, WebhookSender
+    from anfang.warnings.service import WarningService
+    from anfang.warnings.views import api as warnings_api
+    from anfang.warnings.views import pages as warnings_pages
+
+    store, bus = app.state.store, app.state.bus
+    app.state.devices = DeviceService(store, node_id=settings.node_id)
+    app.state.recorder = EventRecorder(store, bus)
+    app.state.iot = IotIngest(app.state.devices, app.state.recorder, node_id=settings.node_id)
+    app.state.warnings = WarningService(store, dedup_minutes=settings.warning_dedup_minutes,
+                                        escalate_minutes=settings.warning_escalate_minutes)
+    app.state.warning_engine = WarningEngine(store, bus, app.state.warnings)
+    app.state.terminal_hub = TerminalHub(bus)
+    app.state.services += [app.state.terminal_hub, app.state.warning_engine,
+                           WebhookSender(bus, settings.warning_webhooks),
+                           BehaviourJob(store, app.state.warnings, bus)]
+    if settings.mqtt_host:
+        from anfang.iot.mqtt import MqttConsumer
+
+        app.state.services.append(MqttConsumer(app.state.iot, settings.mqtt_host, settings.mqtt_port,
+                                               client_id=f"anfang-{settings.node_id}"))
+    app.include_router(iot_router)
+    app.include_router(warnings_api)
+    app.include_router(warnings_pages)
+
+
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     # Swagger UI is served from the swagger-ui-bundle package, not FastAPI's default CDN: the console must work
     # on a police network with no internet.
@@ -67,7 +101,12 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = store or Store(settings.database_url)  # type: ignore[arg-type]
     app.state.registry = RegistryService(app.state.store)
-    app.state.bus = InProcessBus()
+    if settings.nats_url:
+        from anfang.bus.nats import NatsBus
+
+        app.state.bus = NatsBus(settings.nats_url)
+    else:
+        app.state.bus = InProcessBus()
     # Rooms append their background services here; the lifespan starts them in order and stops them in reverse.
     app.state.services = []
 
@@ -113,5 +152,18 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
     app.include_router(auth_router)
     app.include_router(registry_router)
+    _wire_early_warning(app, settings)
+    from anfang.viid.views import install as install_viid
+
+    install_viid(app)  # GA/T 1400 视图库 under /VIID (own error replies) + its background services
+    from anfang.siting.views import pages as siting_pages
+
+    app.include_router(siting_pages)  # 点位规划 console page (/siting)
+    from anfang.doorplates.views import mount as mount_doorplates
+
+    mount_doorplates(app)  # QR door plates: /p/{token} scan pages, /doorplates staff pages, door access API
+    from anfang.gb28181.service import install as install_gb28181
+
+    install_gb28181(app, settings)  # GB/T 28181: /devices, /api/devices; the SIP server when sip_enabled
     mount_console(app)
     return app

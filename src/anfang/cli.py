@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from anfang.config import Settings, load_settings
+from anfang.doorplates.cli import plates_app as _plates_app
 from anfang.security.roles import Role
 
 app = typer.Typer(help="anfang 智慧安防小区 / 居安工程 平台 — smart-security community platform.",
@@ -23,11 +24,22 @@ users_app = typer.Typer(help="用户 / users", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(users_app, name="users")
+from anfang.gb28181.cli import gb_app as _gb_app  # noqa: E402
+
+app.add_typer(_gb_app, name="gb28181")
+app.add_typer(_plates_app, name="plates")
+from anfang.faces.cli import faces_app  # noqa: E402 - light: the face libraries load inside its commands
+
+app.add_typer(faces_app, name="faces")
+from anfang.siting.cli import siting_app  # noqa: E402 - light: numpy/scipy/highspy load inside its command
+
+app.add_typer(siting_app, name="siting")
 console = Console()
 
 HostOpt = Annotated[str | None, typer.Option("--host", help="监听地址 / listen address")]
 PortOpt = Annotated[int | None, typer.Option("--port", help="监听端口 / listen port")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="数据目录 / data directory")]
+SipPortOpt = Annotated[int | None, typer.Option("--sip-port", help="GB/T 28181 SIP 端口 / SIP port (UDP+TCP)")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML 配置文件 / config file", envvar="ANFANG_CONFIG")]
 
 
@@ -73,6 +85,7 @@ def demo(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None
          scale: Annotated[float, typer.Option(help="数据规模 / data scale (1 ≈ a few thousand residents)")] = 1.0,
          seed: Annotated[int, typer.Option(help="随机种子 / generator seed")] = 2021,
          serve: Annotated[bool, typer.Option("--serve/--no-serve", help="生成后启动服务 / start the server")] = True,
+         sip_port: SipPortOpt = None,
          ) -> None:
     """演示：新建数据库、生成三明市演示数据、启动服务 / fresh demo database, demo data, server."""
     from anfang.demo.generator import generate
@@ -81,7 +94,9 @@ def demo(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None
     if data_dir.exists():
         shutil.rmtree(data_dir)
     settings = _settings(host=host, port=port, data_dir=data_dir,
-                         database_url=f"sqlite:///{(data_dir / 'anfang.db').as_posix()}")
+                         database_url=f"sqlite:///{(data_dir / 'anfang.db').as_posix()}",
+                         # GB/T 28181: SIP server with a few simulated devices going on and offline
+                         sip_enabled=True, sip_port=sip_port, sip_simulate=6, sip_heartbeat_interval=10.0)
     store = _store(settings)
     with _progress() as bar:
         tasks: dict[str, int] = {}
@@ -102,16 +117,23 @@ def demo(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None
         table.add_row(login.username, login.password, login.display_name, login.scope)
     console.print(table)
     url = f"http://{settings.host}:{settings.port}/"
+    from anfang.doorplates.cli import demo_plate_hint
+
+    console.print(demo_plate_hint(settings, store), soft_wrap=True)
     console.print(f"控制台 / console: [bold cyan]{url}[/]   API: {url}docs   (Ctrl+C 退出 / to stop)")
+    console.print(f"GB/T 28181 SIP: {settings.sip_host}:{settings.sip_port} (UDP+TCP), 服务器编码 / server id "
+                  f"{settings.sip_server_id}, 接入密码 / password {settings.sip_password}; {url}devices")
+    settings.viid_simulate = 4  # GA/T 1400: simulated APEs posting faces and 闽G vehicles ({url}viid/captures)
     if serve:
         _serve(settings, store)
 
 
 @app.command("serve")
 def serve_cmd(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
-              config: ConfigOpt = None) -> None:
+              config: ConfigOpt = None, sip_port: SipPortOpt = None) -> None:
     """启动服务（升级数据库后）/ run the server (after upgrading the database)."""
-    settings = _settings(config, host=host, port=port, data_dir=data_dir)
+    settings = _settings(config, host=host, port=port, data_dir=data_dir, sip_port=sip_port,
+                         sip_enabled=True if sip_port else None)
     store = _store(settings)
     console.print(f"anfang {settings.role.value} node {settings.node_id}: http://{settings.host}:{settings.port}/")
     _serve(settings, store)
@@ -207,6 +229,15 @@ def users_create(username: str, role: Role,
                            county_code=county_code, community_code=community_code, police_area_id=police_area_id,
                            grid_id=grid_id, person_id=person_id)
         console.print(f"已创建用户 / created user {user.username} ({user.role})")
+
+
+def _add_viid() -> None:
+    from anfang.viid.commands import app as viid_app
+
+    app.add_typer(viid_app, name="viid")
+
+
+_add_viid()
 
 
 def main() -> None:

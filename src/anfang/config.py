@@ -41,6 +41,49 @@ class Settings(BaseSettings):
     session_hours: float = 12.0
     language: str = "zh-CN"
     log_level: str = "INFO"
+    # early warning: MQTT broker for doors and sensors (off when unset), NATS for the bus (in-process when unset)
+    mqtt_host: str | None = None
+    mqtt_port: int = 1883
+    nats_url: str | None = None
+    warning_dedup_minutes: float = 10.0
+    warning_escalate_minutes: float = 15.0
+    warning_webhooks: list[str] = Field(default_factory=list)
+    # Door plates (anfang.doorplates): the URL printed in the QR codes (default http://host:port), and how far (m)
+    # an installer's scan may be from the address's coordinates for the plate to count as accurate.
+    public_url: str | None = None
+    plate_accuracy_m: float = 30.0
+    # GA/T 1400 视图库 (docs/viid.md)
+    viid_server_id: str = Field(default="35040000005030000001", description="this 视图库's 20-digit id")
+    viid_password: str = Field(default="anfang1400", description="digest password of APEs not in the registry")
+    viid_auto_register: bool = True  # unknown APEs with the shared password are added to the device registry
+    viid_keepalive_timeout: float = 180.0  # seconds without keepalive after which a device is refused / offline
+    viid_max_body: int = 32 * 1024 * 1024  # bytes; larger bodies get 413
+    viid_max_image: int = 4 * 1024 * 1024  # bytes per decoded image
+    viid_retention_days: float = 90.0
+    viid_upper_url: str | None = None  # cascade: base URL of the upper 视图库 (http://host:port)
+    viid_upper_id: str | None = None  # the upper 视图库's 20-digit id (its User-Identify)
+    viid_upper_password: str | None = None
+    viid_simulate: int = 0  # demo: this many simulated APEs post faces and vehicles to this node
+    viid_faces_dir: Path = Path("../shared/testdata/faces")  # photos the simulated APEs use (read in place)
+
+    # GB/T 28181 device access (docs/gb28181.md): the SIP server runs when sip_enabled (demo, serve --sip-port)
+    sip_enabled: bool = False
+    sip_server_id: str = Field(default="35040000002000000001", description="20-digit SIP server id; realm = 10")
+    sip_host: str = "0.0.0.0"
+    sip_port: int = 5060
+    sip_advertised_host: str | None = None  # the address devices reach us at (Via/Contact); default the bind host
+    sip_password: str = Field(default="anfang28181", description="shared digest password of unregistered devices")
+    sip_allow_unknown: bool = True  # unknown devices with the shared password register as review=pending
+    sip_heartbeat_interval: float = 60.0
+    sip_heartbeat_count: int = 3
+    sip_register_expires: int = 3600
+    sip_lockout_failures: int = 5
+    sip_lockout_minutes: float = 10.0
+    sip_query_on_register: bool = True  # Catalog + DeviceInfo query after a (re-)registration
+    sip_subscribe_on_register: bool = False  # SUBSCRIBE Catalog and Alarm after a registration
+    sip_offline_warning_minutes: float = 30.0
+    sip_uppers: list[dict] = Field(default_factory=list)  # cascade: [{server_id, host, port, password, ...}]
+    sip_simulate: int = 0  # simulated devices started with the server (the demo sets a few)
 
     @model_validator(mode="after")
     def _default_db(self) -> Settings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -30,11 +31,24 @@ class EventKind(StrEnum):
     warning = "warning"  # a warning raised by the early-warning engine
 
 
+_id_lock = threading.Lock()
+_last = [0, 0]  # last millisecond, counter within it
+
+
 def new_event_id() -> str:
-    """Time-ordered unique id (UUIDv7 layout: 48-bit ms timestamp, then random bits), sortable as text."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms << 80) | (0x7 << 76) | ((rand >> 68) & 0xFFF) << 64 | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    """Time-ordered unique id (UUIDv7 layout: 48-bit ms timestamp, a 12-bit counter that keeps ids made in the same
+    millisecond in order within this process, then 62 random bits), sortable as text."""
+    with _id_lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last[0]:
+            ms, counter = _last[0], _last[1] + 1
+            if counter > 0xFFF:  # more than 4,096 ids in one millisecond: borrow the next one
+                ms, counter = ms + 1, 0
+        else:
+            counter = 0
+        _last[0], _last[1] = ms, counter
+    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 

@@ -75,6 +75,50 @@ class DeviceService:
                                 "name": dev.name})
         return StatusResult(True, event)
 
+    def set_status_many(self, protocol: str, changes: list[tuple[str, str, str, datetime]],
+                        create: dict[str, dict[str, Any]] | None = None) -> list[Event]:
+        """Many ``(device_id, status, reason, at)`` transitions in one transaction (a registration storm); devices
+        in ``create`` (device_id -> fields) are added first when missing. Returns the events to publish."""
+        events: list[Event] = []
+        with self.store.session() as s:
+            ids = list({c[0] for c in changes} | set(create or {}))
+            devs: dict[str, Device] = {}
+            for i in range(0, len(ids), 500):
+                devs.update({d.device_id: d for d in s.scalars(select(Device).where(
+                    Device.protocol == protocol, Device.device_id.in_(ids[i:i + 500])))})
+            for device_id, fields in (create or {}).items():
+                if device_id not in devs:
+                    devs[device_id] = Device(protocol=protocol, device_id=device_id, attributes={}, **fields)
+                    s.add(devs[device_id])
+            s.flush()
+            for device_id, status, reason, at in changes:
+                dev = devs.get(device_id)
+                if dev is None or status not in (ONLINE, OFFLINE, UNKNOWN):
+                    continue
+                if status == ONLINE:
+                    dev.last_seen = at
+                if dev.status == status:
+                    continue
+                previous, dev.status = dev.status, status
+                s.add(DeviceStatusChange(device_pk=dev.id, at=at, status=status, reason=reason))
+                events.append(Event(kind=EventKind.device_status, source=device_id, at=at, node_id=self.node_id,
+                                    community_code=dev.community_code, address_id=dev.address_id,
+                                    longitude=dev.longitude, latitude=dev.latitude,
+                                    data={"protocol": protocol, "status": status, "previous": previous,
+                                          "reason": reason, "name": dev.name}))
+        return events
+
+    def touch_many(self, protocol: str, last_seen: dict[str, datetime]) -> None:
+        """Batch ``last_seen`` update (keepalives are kept in memory and flushed periodically)."""
+        if not last_seen:
+            return
+        from sqlalchemy import bindparam, update
+
+        stmt = (update(Device).where(Device.protocol == protocol, Device.device_id == bindparam("did"))
+                .values(last_seen=bindparam("ts")).execution_options(synchronize_session=False))
+        with self.store.session() as s:
+            s.connection().execute(stmt, [{"did": k, "ts": v} for k, v in last_seen.items()])
+
     def upsert_channels(self, protocol: str, device_id: str, channels: list[dict[str, Any]]) -> int:
         """Insert or update channels by ``channel_id``; returns how many were written."""
         with self.store.session() as s:

@@ -34,6 +34,6 @@ def current(url: str) -> str | None:
 
     engine = create_engine(normalize_url(url))
     with engine.connect() as conn:
-        rev = MigrationContext.configure(conn).get_current_revision()
+        heads = MigrationContext.configure(conn).get_current_heads()
     engine.dispose()
-    return rev
+    return ",".join(sorted(heads)) or None

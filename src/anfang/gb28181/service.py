@@ -1,0 +1,91 @@
+"""Wiring into the app: console/API routes always; the SIP server (and demo devices) when ``sip_enabled``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+
+from anfang.gb28181.server import GbConfig, GbServer
+
+log = structlog.get_logger(__name__)
+
+
+def install(app: FastAPI, settings: Any) -> None:
+    from anfang.gb28181.views import mount
+
+    mount(app)
+    app.state.gb28181 = None
+    if not settings.sip_enabled:
+        return
+    server = GbServer(GbConfig.from_settings(settings), app.state.store, app.state.bus)
+    app.state.gb28181 = server
+    app.state.services.append(server)
+    if settings.sip_simulate > 0:
+        app.state.services.append(DemoDevices(server, settings.sip_simulate, settings.sip_password))
+
+
+class DemoDevices:
+    """A few simulated devices for the demo, placed in the demo's communities; every ``cycle`` seconds one is
+    powered off or back on, so the console shows live online/offline transitions."""
+
+    def __init__(self, server: GbServer, count: int, password: str, cycle: float = 30.0) -> None:
+        self.server, self.count, self.password, self.cycle = server, count, password, cycle
+        self.sims: list[Any] = []
+        self._task: asyncio.Task | None = None
+
+    def _place(self) -> None:
+        from sqlalchemy import select
+
+        from anfang.devices.service import DeviceService
+        from anfang.registry.models import Region
+
+        with self.server.store.session() as s:
+            communities = list(s.execute(select(Region.code, Region.name).where(Region.level == "community")
+                                         .order_by(Region.code).limit(self.count)))
+        svc = DeviceService(self.server.store)
+        for i, sim_dev in enumerate(d for sim in self.sims for d in sim.devices):
+            code, name = communities[i % len(communities)] if communities else (None, "")
+            svc.upsert("gb28181", sim_dev.device_id, name=f"{name}监控NVR" if name else sim_dev.name,
+                       community_code=code, password=self.password, type_code="118", review="approved")
+            self.server.refresh(sim_dev.device_id)
+
+    async def start(self) -> None:
+        from anfang.gb28181.simulator import Simulator
+
+        cfg = self.server.config
+        target = ("127.0.0.1", self.server.port)
+        hb = max(1.0, cfg.heartbeat_interval / 2)
+        udp = max(1, self.count - 1)
+        self.sims = [Simulator(target, count=udp, channels=4, heartbeat=hb, password=self.password,
+                               server_id=cfg.server_id, first_serial=901)]
+        if self.count > 1:
+            self.sims.append(Simulator(target, count=1, channels=3, heartbeat=hb, transport="TCP",
+                                       password=self.password, server_id=cfg.server_id, first_serial=901 + udp))
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self._place)
+        for sim in self.sims:
+            await sim.start()
+        self._task = asyncio.get_running_loop().create_task(self._cycle())
+
+    async def _cycle(self) -> None:
+        rng = random.Random(2021)
+        devices = [(sim, d) for sim in self.sims for d in sim.devices]
+        while True:
+            await asyncio.sleep(self.cycle)
+            sim, dev = rng.choice(devices)
+            if dev.running:
+                sim.power_off(dev)
+            else:
+                with contextlib.suppress(TimeoutError, OSError):
+                    await sim.power_on(dev)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        for sim in self.sims:
+            await sim.stop()

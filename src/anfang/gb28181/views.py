@@ -1,0 +1,216 @@
+"""Devices in the console and the JSON API: ``/api/devices`` and ``/devices`` (zh-CN first), scoped like the
+registry: a county admin sees the devices of his county's communities, property staff their community, police and
+grid workers the devices linked to addresses in their 警务区 / grid; devices not yet placed (pending review) are
+seen by the city admin only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import ColumnElement, false, func, or_, select, true
+
+from anfang.core.errors import Forbidden, NotFound
+from anfang.devices.models import Channel, Device, DeviceStatusChange
+from anfang.gb28181.ids import GbIdError, parse_gb_id
+from anfang.gb28181.models import GbAlarm
+from anfang.registry.models import Address
+from anfang.security.roles import Role
+from anfang.security.scope import Principal
+from anfang.security.views import CurrentPrincipal
+from anfang.store.engine import Store
+
+PROTOCOL = "gb28181"
+MANAGERS = frozenset({Role.city_admin, Role.county_admin})
+
+api = APIRouter(prefix="/api/devices", tags=["devices 设备"])
+
+
+def device_condition(p: Principal) -> ColumnElement[bool]:
+    match p.role:
+        case Role.city_admin:
+            return true()
+        case Role.county_admin:
+            return Device.community_code.startswith(p.county_code) if p.county_code else false()
+        case Role.property_staff:
+            return Device.community_code == p.community_code if p.community_code else false()
+        case Role.police:
+            if not p.police_area_id:
+                return false()
+            return Device.address_id.in_(select(Address.id).where(Address.police_area_id == p.police_area_id))
+        case Role.grid_worker:
+            if not p.grid_id:
+                return false()
+            return Device.address_id.in_(select(Address.id).where(Address.grid_id == p.grid_id))
+    return false()
+
+
+def _live(request: Request) -> dict[str, Any]:
+    server = getattr(request.app.state, "gb28181", None)
+    return server.devices if server is not None else {}
+
+
+def _last_seen(dev: Device, live: dict[str, Any]) -> datetime | None:
+    st = live.get(dev.device_id)
+    if st is not None and st.last_seen_wall is not None:
+        return st.last_seen_wall
+    return dev.last_seen
+
+
+def _device_dict(dev: Device, live: dict[str, Any], channels: int | None = None) -> dict[str, Any]:
+    st = live.get(dev.device_id)
+    seen = _last_seen(dev, live)
+    return {"id": dev.id, "device_id": dev.device_id, "protocol": dev.protocol, "name": dev.name,
+            "type_code": dev.type_code, "status": st.status if st is not None else dev.status,
+            "review": dev.review, "transport": dev.transport, "host": dev.host, "port": dev.port,
+            "manufacturer": dev.manufacturer, "model": dev.model, "firmware": dev.firmware,
+            "community_code": dev.community_code, "address_id": dev.address_id,
+            "last_seen": seen.isoformat() if seen else None,
+            "registered_at": dev.registered_at.isoformat() if dev.registered_at else None,
+            "longitude": dev.longitude, "latitude": dev.latitude, "channels": channels}
+
+
+def list_devices(store: Store, p: Principal, *, status: str | None = None, q: str | None = None,
+                 page: int = 1, size: int = 50) -> tuple[list[tuple[Device, int]], int]:
+    if p.role is Role.resident or p.role is Role.anonymous:
+        raise Forbidden("无权查看设备 / not allowed to list devices")
+    cond = [Device.protocol == PROTOCOL, device_condition(p)]
+    if status:
+        cond.append(Device.status == status)
+    if q:
+        cond.append(or_(Device.device_id.startswith(q), Device.name.contains(q)))
+    counts = (select(Channel.device_pk, func.count().label("n")).group_by(Channel.device_pk).subquery())
+    with store.session() as s:
+        total = s.scalar(select(func.count()).select_from(Device).where(*cond)) or 0
+        rows = s.execute(select(Device, func.coalesce(counts.c.n, 0)).outerjoin(counts, counts.c.device_pk == Device.id)
+                         .where(*cond).order_by(Device.device_id).offset((page - 1) * size).limit(size)).all()
+    return [(d, n) for d, n in rows], total
+
+
+def device_detail(store: Store, p: Principal, pk: int) -> dict[str, Any]:
+    with store.session() as s:
+        dev = s.scalar(select(Device).where(Device.id == pk, Device.protocol == PROTOCOL, device_condition(p)))
+        if dev is None or p.role in (Role.resident, Role.anonymous):
+            raise NotFound("设备不存在 / device not found")
+        channels = list(s.scalars(select(Channel).where(Channel.device_pk == pk).order_by(Channel.channel_id)))
+        history = list(s.scalars(select(DeviceStatusChange).where(DeviceStatusChange.device_pk == pk)
+                                 .order_by(DeviceStatusChange.at.desc(), DeviceStatusChange.id.desc()).limit(50)))
+        alarms = list(s.scalars(select(GbAlarm).where(GbAlarm.device_id == dev.device_id)
+                                .order_by(GbAlarm.at.desc(), GbAlarm.id.desc()).limit(50)))
+    return {"device": dev, "channels": channels, "history": history, "alarms": alarms}
+
+
+def _detail_json(detail: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
+    dev = detail["device"]
+    return {**_device_dict(dev, live, len(detail["channels"])),
+            "channel_list": [{"channel_id": c.channel_id, "name": c.name, "status": c.status,
+                              "civil_code": c.civil_code, "address": c.address_text, "shared": c.shared}
+                             for c in detail["channels"]],
+            "history": [{"at": h.at.isoformat(), "status": h.status, "reason": h.reason} for h in detail["history"]],
+            "alarms": [{"at": a.at.isoformat(), "source_id": a.source_id, "priority": a.priority,
+                        "method": a.method, "alarm_type": a.alarm_type, "description": a.description,
+                        "event_id": a.event_id} for a in detail["alarms"]]}
+
+
+@api.get("", summary="设备列表 / devices (GB/T 28181)")
+def api_list(request: Request, p: CurrentPrincipal, status: str | None = None, q: str | None = None,
+             page: int = Query(1, ge=1), size: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
+    rows, total = list_devices(request.app.state.store, p, status=status, q=q, page=page, size=size)
+    live = _live(request)
+    return {"total": total, "page": page, "items": [_device_dict(d, live, n) for d, n in rows]}
+
+
+@api.get("/{pk}", summary="设备详情：通道、状态历史、报警 / device detail")
+def api_detail(request: Request, p: CurrentPrincipal, pk: int) -> dict[str, Any]:
+    return _detail_json(device_detail(request.app.state.store, p, pk), _live(request))
+
+
+class DeviceIn(BaseModel):
+    device_id: str = Field(description="20 位国标编码")
+    name: str = ""
+    password: str = Field(min_length=4, max_length=64)
+    community_code: str | None = None
+    address_id: int | None = None
+
+
+@api.post("", status_code=201, summary="手工添加设备（含接入密码）/ add a device with its password")
+def api_add(request: Request, p: CurrentPrincipal, body: DeviceIn) -> dict[str, Any]:
+    from anfang.core.errors import ValidationError
+
+    if p.role not in MANAGERS:
+        raise Forbidden("仅管理员可添加设备 / only administrators add devices")
+    try:
+        gid = parse_gb_id(body.device_id)
+    except GbIdError as exc:
+        raise ValidationError(str(exc)) from None
+    if p.role is Role.county_admin and not (body.community_code or "").startswith(p.county_code or "-"):
+        raise Forbidden("只能添加本县区的设备 / only devices of your county")
+    from anfang.devices.service import DeviceService
+
+    dev = DeviceService(request.app.state.store).upsert(
+        PROTOCOL, gid.value, name=body.name or gid.value, password=body.password, type_code=gid.type_code,
+        community_code=body.community_code, address_id=body.address_id, review="approved")
+    server = getattr(request.app.state, "gb28181", None)
+    if server is not None:
+        server.refresh(gid.value)
+    return _device_dict(dev, _live(request))
+
+
+# ---- console pages ---------------------------------------------------------------------------------------------
+_T = {
+    "devices": ("视频设备", "Video devices"), "device_id": ("国标编码", "GB id"), "name": ("名称", "Name"),
+    "status": ("状态", "Status"), "last_seen": ("最后心跳", "Last keepalive"), "channels": ("通道", "Channels"),
+    "transport": ("传输", "Transport"), "review": ("审核", "Review"), "history": ("状态历史", "Status history"),
+    "alarms": ("报警", "Alarms"), "online": ("在线", "online"), "offline": ("离线", "offline"),
+    "unknown": ("未知", "unknown"), "pending": ("待审核", "pending"), "approved": ("已审核", "approved"),
+    "rejected": ("已拒绝", "rejected"), "at": ("时间", "Time"), "reason": ("原因", "Reason"),
+    "register": ("注册", "register"), "keepalive": ("心跳", "keepalive"), "timeout": ("心跳超时", "timeout"),
+    "unregister": ("注销", "unregister"), "expired": ("注册过期", "expired"), "message": ("消息", "message"),
+    "priority": ("级别", "Priority"), "description": ("描述", "Description"), "source": ("来源", "Source"),
+    "manufacturer": ("厂商", "Manufacturer"), "model": ("型号", "Model"), "address": ("地址", "Address"),
+    "civil_code": ("行政区划", "Civil code"), "all": ("全部", "All"), "search": ("查询", "Search"),
+    "total": ("共", "Total"), "none": ("暂无", "none"), "online_count": ("在线", "Online"),
+    "type": ("类型", "Type"), "shared": ("共享上级", "Shared"),
+}
+
+
+def mount(app: FastAPI) -> None:
+    from anfang.web.views import ConsoleRoute, lang_of, render
+
+    pages = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+
+    def g(request: Request):  # noqa: ANN202
+        zh = lang_of(request).startswith("zh")
+        return lambda key: (_T.get(key, (key, key))[0 if zh else 1])
+
+    @pages.get("/devices")
+    async def devices_page(request: Request, p: CurrentPrincipal, status: str = "", q: str = "",
+                           page: int = Query(1, ge=1)) -> HTMLResponse:
+        rows, total = await run_in_threadpool(list_devices, request.app.state.store, p, status=status or None,
+                                              q=q or None, page=page, size=50)
+        live = _live(request)
+        items = [_device_dict(d, live, n) for d, n in rows]
+        return await run_in_threadpool(
+            render, request, "gb_devices.html", p, nav="devices", g=g(request), items=items, total=total,
+            form={"status": status, "q": q}, page=page, has_more=page * 50 < total,
+            online=sum(1 for i in items if i["status"] == "online"), type_name=_type_name)
+
+    @pages.get("/devices/{pk}")
+    async def device_page(request: Request, p: CurrentPrincipal, pk: int) -> HTMLResponse:
+        detail = await run_in_threadpool(device_detail, request.app.state.store, p, pk)
+        data = _detail_json(detail, _live(request))
+        return await run_in_threadpool(render, request, "gb_device.html", p, nav="devices", g=g(request), d=data,
+                                       type_name=_type_name)
+
+    app.include_router(api)
+    app.include_router(pages)
+
+
+def _type_name(code: str | None) -> str:
+    from anfang.gb28181.ids import TYPES
+
+    return TYPES.get(code or "", code or "—")

@@ -1,0 +1,1 @@
+"""Access control, perimeter alarms and IoT sensors over MQTT (and HTTP for the same messages)."""

@@ -1,0 +1,195 @@
+"""Console pages of the 视图库: capture browser (filter by kind, device, time, plate), image view, APE list with
+online state. Server-rendered like the rest of the console (offline, zh-CN first). Captures are personal data:
+only police, county and city administrators see them, scoped to their jurisdiction by the capturing device's
+community, and every page view is audited."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import ColumnElement, func, select
+
+from anfang.core.errors import Forbidden
+from anfang.devices.models import Device
+from anfang.registry.models import Address
+from anfang.security import audit
+from anfang.security.roles import Role
+from anfang.security.scope import Principal
+from anfang.security.views import CurrentPrincipal
+from anfang.store.engine import Store
+from anfang.viid import ids
+from anfang.viid.models import ViidImage, ViidObject
+from anfang.web import i18n
+from anfang.web.views import ConsoleRoute, render
+
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+VIEWERS = {Role.city_admin, Role.county_admin, Role.police}
+PAGE = 30
+
+i18n.STRINGS.update({
+    "nav_viid": ("视图库", "Video images"),
+    "nav_viid_captures": ("抓拍记录", "Captures"),
+    "nav_viid_apes": ("采集设备", "Capture devices"),
+    "viid_captures_title": ("抓拍记录", "Captures"),
+    "viid_apes_title": ("采集设备（APE）", "Capture devices (APE)"),
+    "viid_kind": ("类别", "Kind"),
+    "viid_kind_face": ("人脸", "Face"),
+    "viid_kind_motor": ("机动车", "Vehicle"),
+    "viid_kind_person": ("人员", "Person"),
+    "viid_kind_nonmotor": ("非机动车", "Non-motor"),
+    "viid_kind_all": ("全部", "All"),
+    "viid_device": ("设备编码", "Device id"),
+    "viid_from": ("开始时间", "From"),
+    "viid_to": ("结束时间", "To"),
+    "viid_shot_at": ("抓拍时间", "Captured at"),
+    "viid_photo": ("照片", "Photo"),
+    "viid_detail": ("特征", "Attributes"),
+    "viid_total": ("共 {n} 条", "{n} records"),
+    "viid_online": ("在线", "Online"),
+    "viid_offline": ("离线", "Offline"),
+    "viid_unknown": ("未知", "Unknown"),
+    "viid_status": ("状态", "Status"),
+    "viid_last_seen": ("最后保活", "Last keepalive"),
+    "viid_name": ("名称", "Name"),
+    "viid_ip": ("IP 地址", "IP address"),
+    "viid_community": ("社区/村", "Community"),
+    "viid_forbidden": ("当前角色无权查看抓拍记录 / role may not view captures",
+                       "This role may not view captures"),
+})
+
+
+def _scope(store: Store, p: Principal) -> ColumnElement[bool] | None:
+    """SQL condition limiting captures to the principal's jurisdiction (None: everything)."""
+    if p.role not in VIEWERS:
+        raise Forbidden(i18n.translate("viid_forbidden"))
+    if p.role is Role.city_admin:
+        return None
+    if p.role is Role.county_admin:
+        return ViidObject.community_code.like(f"{p.county_code or '-'}%")
+    communities = select(Address.community_code).where(Address.police_area_id == p.police_area_id).distinct()
+    return ViidObject.community_code.in_(communities)
+
+
+def _summary(kind: str, body: dict[str, Any]) -> str:
+    if kind == "motor":
+        return " ".join(x for x in (body.get("PlateNo") or "", ids.COLORS.get(str(body.get("PlateColor")), ""),
+                                    str(body.get("VehicleClass") or "")) if x)
+    if kind == "nonmotor":
+        return str(body.get("PlateNo") or "")
+    return ids.GENDERS.get(str(body.get("GenderCode")), "") if body.get("GenderCode") not in (None, "") else ""
+
+
+def search(store: Store, p: Principal, *, kind: str, device: str, plate: str, start: datetime | None,
+           end: datetime | None, page: int) -> tuple[int, list[dict[str, Any]]]:
+    conds = []
+    scope = _scope(store, p)
+    if scope is not None:
+        conds.append(scope)
+    if kind in ("face", "motor", "person", "nonmotor"):
+        conds.append(ViidObject.kind == kind)
+    if device:
+        conds.append(ViidObject.device_id == device.strip())
+    if plate:
+        conds.append(ViidObject.plate_no.like(ids.normalize_plate(plate) + "%"))
+    if start:
+        conds.append(ViidObject.shot_at >= start)
+    if end:
+        conds.append(ViidObject.shot_at <= end)
+    with store.session() as s:
+        total = s.scalar(select(func.count()).select_from(ViidObject).where(*conds)) or 0
+        rows = list(s.scalars(select(ViidObject).where(*conds).order_by(ViidObject.shot_at.desc(),
+                                                                        ViidObject.id.desc())
+                              .offset((page - 1) * PAGE).limit(PAGE)))
+        pks = [r.id for r in rows]
+        thumbs: dict[int, int] = {}
+        if pks:
+            for obj_pk, img_pk in s.execute(select(ViidImage.object_pk, func.min(ViidImage.id))
+                                            .where(ViidImage.object_pk.in_(pks)).group_by(ViidImage.object_pk)):
+                thumbs[obj_pk] = img_pk
+    out = []
+    for r in rows:
+        body = orjson.loads(r.body)
+        out.append({"pk": r.id, "kind": r.kind, "object_id": r.object_id, "device_id": r.device_id,
+                    "shot_at": r.shot_at.astimezone(ids.CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S"),
+                    "summary": _summary(r.kind, body), "image": thumbs.get(r.id)})
+    audit.record(store, p, "viid_search", "viid_objects", [o["object_id"] for o in out],
+                 f"kind={kind} device={device} plate={plate}")
+    return total, out
+
+
+def _parse_local(value: str) -> datetime | None:
+    return ids.parse_time(value.replace("T", " ")) if value else None
+
+
+@router.get("/viid/captures")
+def captures_page(request: Request, p: CurrentPrincipal, kind: str = "", device: str = "", plate: str = "",
+                  start: str = "", end: str = "", page: int = 1) -> Response:
+    page = max(page, 1)
+    total, rows = search(request.app.state.store, p, kind=kind, device=device, plate=plate,
+                         start=_parse_local(start), end=_parse_local(end), page=page)
+    q = {"kind": kind, "device": device, "plate": plate, "start": start, "end": end}
+    base = "&".join(f"{k}={v}" for k, v in q.items() if v)
+    pager = {"page": page,
+             "prev": f"/viid/captures?{base}&page={page - 1}" if page > 1 else None,
+             "next": f"/viid/captures?{base}&page={page + 1}" if page * PAGE < total else None}
+    return render(request, "viid_captures.html", p, nav="viid_captures", rows=rows, total=total, form=q,
+                  pager=pager)
+
+
+def _image(store: Store, images: Any, p: Principal, pk: int) -> tuple[bytes, str] | None:
+    with store.session() as s:
+        row = s.execute(select(ViidImage, ViidObject.community_code, ViidObject.object_id)
+                        .outerjoin(ViidObject, ViidObject.id == ViidImage.object_pk)
+                        .where(ViidImage.id == pk)).first()
+        if row is None:
+            return None
+        img, community, object_id = row
+        scope = _scope(store, p)
+        if scope is not None and object_id is not None:
+            allowed = s.scalar(select(func.count()).select_from(ViidObject).where(
+                ViidObject.id == img.object_pk, scope))
+            if not allowed:
+                return None
+    from anfang.viid import service
+
+    found = service.image_location(store, pk=pk)
+    if found is None:
+        return None
+    audit.record(store, p, "viid_image", "viid_images", [img.image_id], f"object={object_id or ''}")
+    return images.get(found[0]), found[1]
+
+
+@router.get("/viid/images/{pk}")
+async def image_view(request: Request, p: CurrentPrincipal, pk: int) -> Response:
+    node = request.app.state.viid
+    got = await run_in_threadpool(_image, request.app.state.store, node.images, p, pk)
+    if got is None:
+        return Response(status_code=404)
+    return Response(got[0], media_type="image/png" if got[1] == "Png" else "image/jpeg",
+                    headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/viid/apes")
+def apes_page(request: Request, p: CurrentPrincipal) -> Response:
+    if p.role not in VIEWERS:
+        raise Forbidden(i18n.translate("viid_forbidden"))
+    store: Store = request.app.state.store
+    sessions = request.app.state.viid.sessions
+    with store.session() as s:
+        stmt = select(Device).where(Device.protocol == "viid")
+        if p.role is Role.county_admin:
+            stmt = stmt.where(Device.community_code.like(f"{p.county_code or '-'}%"))
+        elif p.role is Role.police:
+            stmt = stmt.where(Device.community_code.in_(
+                select(Address.community_code).where(Address.police_area_id == p.police_area_id).distinct()))
+        devs = list(s.scalars(stmt.order_by(Device.device_id)))
+    rows = [{"device_id": d.device_id, "name": d.name, "host": d.host or "", "community": d.community_code or "",
+             "status": "online" if d.status == "online" and sessions.is_fresh(d.device_id) else
+             ("unknown" if d.status == "unknown" else "offline"),
+             "last_seen": d.last_seen.astimezone(ids.CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S") if d.last_seen else ""}
+            for d in devs]
+    return render(request, "viid_apes.html", p, nav="viid_apes", rows=rows)

@@ -1,0 +1,362 @@
+"""Warning lifecycle (signal → case, as Netflix Dispatch does it): dedup, routing to the responsible officer,
+new → dispatched → acknowledged → handled → closed, escalation, plate watchlists. No HTTP, no bus here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, false, func, or_, select, true
+
+from anfang.core.errors import Conflict, Forbidden, NotFound, ValidationError
+from anfang.core.events import Event, new_event_id
+from anfang.registry.models import Address, PoliceArea
+from anfang.security import audit
+from anfang.security.models import User
+from anfang.security.roles import Role
+from anfang.security.scope import Principal
+from anfang.store.base import utcnow
+from anfang.store.engine import Store
+from anfang.warnings.models import PlateEntry, PlateWatchlist, Warning, WarningStep
+from anfang.warnings.plates import PlateIndex, normalize_plate
+
+OPEN_STATES = ("new", "dispatched", "acknowledged")
+FEEDBACK = ("true", "false_alarm", "resolved")
+STATE_LABELS = {"new": ("新预警", "new"), "dispatched": ("已推送", "dispatched"),
+                "acknowledged": ("已签收", "acknowledged"), "handled": ("已处置", "handled"),
+                "closed": ("已关闭", "closed")}
+HANDLERS = frozenset({Role.police, Role.grid_worker, Role.property_staff, Role.county_admin, Role.city_admin})
+WATCHLIST_ADMINS = frozenset({Role.police, Role.county_admin, Role.city_admin})
+
+
+@dataclass
+class Candidate:
+    """What a rule found; the service turns it into a warning (or folds it into an open one)."""
+
+    rule: str
+    category: str
+    title: str
+    source: str
+    dedup_key: str
+    severity: int = 2
+    event: Event | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    notify_roles: frozenset[str] = frozenset({"police"})
+    at: datetime | None = None
+    address_id: int | None = None
+    community_code: str | None = None
+
+
+def warning_condition(p: Principal) -> ColumnElement[bool]:
+    """The warnings p may see: his 警务区 (and his station's escalated ones), his grid or community where the
+    warning type notifies that role, his county; the city admin sees all."""
+    match p.role:
+        case Role.city_admin:
+            return true()
+        case Role.county_admin:
+            return Warning.county_code == p.county_code if p.county_code else false()
+        case Role.police:
+            if not p.police_area_id:
+                return false()
+            station = select(PoliceArea.station_id).where(PoliceArea.id == p.police_area_id).scalar_subquery()
+            return or_(Warning.police_area_id == p.police_area_id,
+                       (Warning.escalated_at.is_not(None)) & (Warning.station_id == station))
+        case Role.grid_worker:
+            if not p.grid_id:
+                return false()
+            return (Warning.grid_id == p.grid_id) & Warning.notify_roles.contains("grid_worker")
+        case Role.property_staff:
+            if not p.community_code:
+                return false()
+            return (Warning.community_code == p.community_code) & Warning.notify_roles.contains("property_staff")
+    return false()
+
+
+def visible_to(p: Principal, w: dict[str, Any], station_of_area: int | None = None) -> bool:
+    """The same rule as warning_condition, on a warning view (for push fan-out without a query)."""
+    roles = set(w.get("notify_roles") or [])
+    match p.role:
+        case Role.city_admin:
+            return True
+        case Role.county_admin:
+            return bool(p.county_code) and w.get("county_code") == p.county_code
+        case Role.police:
+            if not p.police_area_id:
+                return False
+            return w.get("police_area_id") == p.police_area_id or (
+                bool(w.get("escalated_at")) and station_of_area is not None and w.get("station_id") == station_of_area)
+        case Role.grid_worker:
+            return bool(p.grid_id) and w.get("grid_id") == p.grid_id and "grid_worker" in roles
+        case Role.property_staff:
+            return bool(p.community_code) and w.get("community_code") == p.community_code and "property_staff" in roles
+    return False
+
+
+def view(w: Warning, lang: str = "zh-CN") -> dict[str, Any]:
+    zh, en = STATE_LABELS.get(w.state, (w.state, w.state))
+    return {"id": w.id, "uid": w.uid, "rule": w.rule, "category": w.category, "title": w.title,
+            "severity": w.severity, "state": w.state, "state_label": zh if lang.startswith("zh") else en,
+            "source": w.source, "event_id": w.event_id, "hits": w.hits, "county_code": w.county_code,
+            "community_code": w.community_code, "address_id": w.address_id, "police_area_id": w.police_area_id,
+            "station_id": w.station_id, "grid_id": w.grid_id, "place": w.place, "longitude": w.longitude,
+            "latitude": w.latitude, "notify_roles": [r for r in (w.notify_roles or "").split(",") if r],
+            "data": w.data or {}, "created_at": w.created_at.isoformat(), "last_hit_at": w.last_hit_at.isoformat(),
+            "acknowledged_at": w.acknowledged_at.isoformat() if w.acknowledged_at else None,
+            "handled_at": w.handled_at.isoformat() if w.handled_at else None,
+            "escalated_at": w.escalated_at.isoformat() if w.escalated_at else None,
+            "recovered_at": w.recovered_at.isoformat() if w.recovered_at else None, "feedback": w.feedback}
+
+
+class WarningService:
+    def __init__(self, store: Store, *, dedup_minutes: float = 10, escalate_minutes: float = 15) -> None:
+        self.store = store
+        self.dedup = timedelta(minutes=dedup_minutes)
+        self.escalate_after = timedelta(minutes=escalate_minutes)
+        self._plate_index: dict[int, tuple[PlateWatchlist, PlateIndex]] | None = None
+
+    # ---- raising -------------------------------------------------------------------------------------------
+    def _locate(self, s: Any, c: Candidate) -> dict[str, Any]:
+        """Where the warning belongs: the address's 警务区 / grid / community, else the community's 警务区."""
+        e = c.event
+        address_id = c.address_id or (e.address_id if e else None)
+        community = c.community_code or (e.community_code if e else None)
+        out: dict[str, Any] = {"address_id": address_id, "community_code": community,
+                               "longitude": e.longitude if e else None, "latitude": e.latitude if e else None}
+        if address_id is not None:
+            addr = s.get(Address, address_id)
+            if addr is not None:
+                out.update(community_code=addr.community_code, police_area_id=addr.police_area_id,
+                           grid_id=addr.grid_id, place=addr.full_name, county_code=addr.county_code)
+                out["longitude"] = out["longitude"] if out["longitude"] is not None else addr.lon
+                out["latitude"] = out["latitude"] if out["latitude"] is not None else addr.lat
+        if out.get("police_area_id") is None and out.get("community_code"):
+            # The 警务区 that covers most of the community's addresses.
+            row = s.execute(select(Address.police_area_id, func.count()).where(
+                Address.community_code == out["community_code"], Address.police_area_id.is_not(None))
+                .group_by(Address.police_area_id).order_by(func.count().desc()).limit(1)).first()
+            if row is not None:
+                out["police_area_id"] = row[0]
+            top = s.execute(select(Address.full_name, Address.grid_id).where(
+                Address.community_code == out["community_code"], Address.level == "community")).first()
+            if top is not None:
+                out.setdefault("place", top[0])
+                out.setdefault("grid_id", top[1])
+        if out.get("community_code"):
+            out.setdefault("county_code", out["community_code"][:6])
+        if out.get("police_area_id") is not None:
+            out["station_id"] = s.scalar(select(PoliceArea.station_id).where(PoliceArea.id == out["police_area_id"]))
+        return out
+
+    def raise_warning(self, c: Candidate) -> dict[str, Any] | None:
+        """A new warning (returned as a view, to be pushed), or None when folded into an open duplicate."""
+        at = c.at or (c.event.at if c.event else utcnow())
+        with self.store.session() as s:
+            open_one = s.scalar(select(Warning).where(Warning.dedup_key == c.dedup_key,
+                                                      Warning.state.in_(OPEN_STATES))
+                                .order_by(Warning.id.desc()).limit(1))
+            if open_one is not None and at - open_one.last_hit_at <= self.dedup:
+                open_one.hits += 1
+                open_one.last_hit_at = max(at, open_one.last_hit_at)
+                return None
+            loc = self._locate(s, c)
+            w = Warning(uid=new_event_id(), rule=c.rule, category=c.category, title=c.title[:200],
+                        severity=c.severity, state="dispatched", source=c.source,
+                        event_id=c.event.id if c.event else None, dedup_key=c.dedup_key[:160], hits=1,
+                        notify_roles=",".join(sorted(c.notify_roles | {"police"})), data=c.data, created_at=at,
+                        last_hit_at=at, **loc)
+            s.add(w)
+            s.flush()
+            s.add(WarningStep(warning_id=w.id, at=at, actor="system", action="raised", note=c.rule))
+            s.add(WarningStep(warning_id=w.id, at=at, actor="system", action="dispatched",
+                              note=f"police_area={w.police_area_id}"))
+            return view(w)
+
+    def recover(self, dedup_key: str, at: datetime | None = None, note: str = "") -> dict[str, Any] | None:
+        """The condition behind an open warning is back to normal (sensor recovery)."""
+        with self.store.session() as s:
+            w = s.scalar(select(Warning).where(Warning.dedup_key == dedup_key, Warning.state.in_(OPEN_STATES))
+                         .order_by(Warning.id.desc()).limit(1))
+            if w is None:
+                return None
+            w.recovered_at = at or utcnow()
+            s.add(WarningStep(warning_id=w.id, at=w.recovered_at, actor="system", action="recovered", note=note))
+            return view(w)
+
+    def escalate_overdue(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Dispatched warnings not acknowledged in time go to the whole police station."""
+        now = now or utcnow()
+        with self.store.session() as s:
+            due = list(s.scalars(select(Warning).where(Warning.state == "dispatched", Warning.escalated_at.is_(None),
+                                                       Warning.created_at <= now - self.escalate_after)))
+            for w in due:
+                w.escalated_at = now
+                s.add(WarningStep(warning_id=w.id, at=now, actor="system", action="escalated",
+                                  note=f"station={w.station_id}"))
+            return [view(w) for w in due]
+
+    # ---- lifecycle by people -------------------------------------------------------------------------------
+    def _own(self, s: Any, p: Principal, warning_id: int) -> Warning:
+        w = s.scalar(select(Warning).where(Warning.id == warning_id, warning_condition(p)))
+        if w is None:
+            raise NotFound(f"预警不存在或不在您的辖区内：{warning_id}")
+        return w
+
+    def acknowledge(self, p: Principal, warning_id: int) -> dict[str, Any]:
+        if p.role not in HANDLERS:
+            raise Forbidden("当前角色无权签收预警 / role may not acknowledge warnings")
+        with self.store.session() as s:
+            w = self._own(s, p, warning_id)
+            if w.state in ("new", "dispatched"):
+                w.state, w.acknowledged_at = "acknowledged", utcnow()
+                s.add(WarningStep(warning_id=w.id, actor=p.username, action="acknowledged"))
+            out = view(w)
+        audit.record(self.store, p, "update", "warning", [warning_id], "acknowledge")
+        return out
+
+    def handle(self, p: Principal, warning_id: int, feedback: str, note: str = "") -> dict[str, Any]:
+        if p.role not in HANDLERS:
+            raise Forbidden("当前角色无权处置预警 / role may not handle warnings")
+        if feedback not in FEEDBACK:
+            raise ValidationError(f"处置结果须为 {', '.join(FEEDBACK)} / feedback must be one of {FEEDBACK}")
+        with self.store.session() as s:
+            w = self._own(s, p, warning_id)
+            if w.state in ("handled", "closed"):
+                raise Conflict(f"预警已处置 / warning already {w.state}")
+            now = utcnow()
+            if w.acknowledged_at is None:
+                w.acknowledged_at = now
+                s.add(WarningStep(warning_id=w.id, at=now, actor=p.username, action="acknowledged"))
+            w.state, w.handled_at, w.feedback = "handled", now, feedback
+            s.add(WarningStep(warning_id=w.id, at=now, actor=p.username, action="handled",
+                              note=f"{feedback}: {note}"[:2000]))
+            out = view(w)
+        audit.record(self.store, p, "update", "warning", [warning_id], f"handle {feedback}")
+        return out
+
+    def close(self, p: Principal, warning_id: int, note: str = "") -> dict[str, Any]:
+        if p.role not in (Role.police, Role.county_admin, Role.city_admin):
+            raise Forbidden("只有民警或管理员可关闭预警 / only officers and admins close warnings")
+        with self.store.session() as s:
+            w = self._own(s, p, warning_id)
+            if w.state != "handled":
+                raise Conflict("预警须先处置再关闭 / handle the warning before closing it")
+            w.state = "closed"
+            s.add(WarningStep(warning_id=w.id, actor=p.username, action="closed", note=note[:2000]))
+            out = view(w)
+        audit.record(self.store, p, "update", "warning", [warning_id], "close")
+        return out
+
+    # ---- reading -------------------------------------------------------------------------------------------
+    def list(self, p: Principal, *, state: str | None = None, category: str | None = None, page: int = 1,
+             size: int = 20) -> dict[str, Any]:
+        page, size = max(1, page), max(1, min(size, 200))
+        stmt = select(Warning).where(warning_condition(p))
+        if state == "open":
+            stmt = stmt.where(Warning.state.in_(OPEN_STATES))
+        elif state:
+            stmt = stmt.where(Warning.state == state)
+        if category:
+            stmt = stmt.where(Warning.category == category)
+        with self.store.session() as s:
+            rows = list(s.scalars(stmt.order_by(Warning.id.desc()).offset((page - 1) * size).limit(size + 1)))
+            items = [view(w) for w in rows[:size]]
+        audit.record(self.store, p, "read", "warning", [i["id"] for i in items], f"state={state} category={category}")
+        return {"items": items, "page": page, "size": size, "has_more": len(rows) > size}
+
+    def get(self, p: Principal, warning_id: int) -> dict[str, Any]:
+        with self.store.session() as s:
+            w = self._own(s, p, warning_id)
+            out = view(w)
+            out["steps"] = [{"at": st.at.isoformat(), "actor": st.actor, "action": st.action, "note": st.note}
+                            for st in s.scalars(select(WarningStep).where(WarningStep.warning_id == w.id)
+                                                .order_by(WarningStep.id))]
+        audit.record(self.store, p, "read", "warning", [warning_id])
+        return out
+
+    def stats(self, p: Principal) -> dict[str, Any]:
+        with self.store.session() as s:
+            by_state = dict(s.execute(select(Warning.state, func.count()).where(warning_condition(p))
+                                      .group_by(Warning.state)).all())
+            by_category = dict(s.execute(select(Warning.category, func.count()).where(warning_condition(p))
+                                         .group_by(Warning.category)).all())
+        return {"by_state": by_state, "by_category": by_category,
+                "open": sum(n for st, n in by_state.items() if st in OPEN_STATES)}
+
+    def station_of_area(self, police_area_id: int | None) -> int | None:
+        if police_area_id is None:
+            return None
+        with self.store.session() as s:
+            return s.scalar(select(PoliceArea.station_id).where(PoliceArea.id == police_area_id))
+
+    def recipients(self, w: dict[str, Any]) -> list[str]:
+        """Usernames that must receive a warning: officers of its 警务区 (the whole station once escalated), and
+        grid workers / property staff of its grid / community where the type calls for them."""
+        roles = set(w.get("notify_roles") or [])
+        conds = []
+        if w.get("police_area_id") is not None:
+            conds.append((User.role == Role.police.value) & (User.police_area_id == w["police_area_id"]))
+        if w.get("escalated_at") and w.get("station_id") is not None:
+            areas = select(PoliceArea.id).where(PoliceArea.station_id == w["station_id"])
+            conds.append((User.role == Role.police.value) & User.police_area_id.in_(areas))
+        if "grid_worker" in roles and w.get("grid_id") is not None:
+            conds.append((User.role == Role.grid_worker.value) & (User.grid_id == w["grid_id"]))
+        if "property_staff" in roles and w.get("community_code"):
+            conds.append((User.role == Role.property_staff.value) & (User.community_code == w["community_code"]))
+        if not conds:
+            return []
+        with self.store.session() as s:
+            return sorted(s.scalars(select(User.username).where(User.active.is_(True), or_(*conds))))
+
+    # ---- plate watchlists ----------------------------------------------------------------------------------
+    def create_plate_watchlist(self, p: Principal, name: str, *, tolerant: bool = True, severity: int = 1) -> int:
+        if p.role not in WATCHLIST_ADMINS:
+            raise Forbidden("当前角色无权布控 / role may not manage watchlists")
+        with self.store.session() as s:
+            if s.scalar(select(PlateWatchlist.id).where(PlateWatchlist.name == name)) is not None:
+                raise Conflict(f"布控名单已存在：{name}")
+            wl = PlateWatchlist(name=name, tolerant=tolerant, severity=severity, created_by=p.username)
+            s.add(wl)
+            s.flush()
+            wid = wl.id
+        audit.record(self.store, p, "create", "plate_watchlist", [wid], name)
+        self._plate_index = None
+        return wid
+
+    def add_plates(self, p: Principal, watchlist_id: int, plates: list[tuple[str, str]]) -> int:
+        """Add (plate, reason) pairs; plates are validated loosely (5–8 characters after normalising)."""
+        if p.role not in WATCHLIST_ADMINS:
+            raise Forbidden("当前角色无权布控 / role may not manage watchlists")
+        with self.store.session() as s:
+            if s.get(PlateWatchlist, watchlist_id) is None:
+                raise NotFound(f"布控名单不存在：{watchlist_id}")
+            have = set(s.scalars(select(PlateEntry.plate).where(PlateEntry.watchlist_id == watchlist_id)))
+            added = 0
+            for plate, reason in plates:
+                norm = normalize_plate(plate)
+                if not 5 <= len(norm) <= 8:
+                    raise ValidationError(f"车牌号格式有误：{plate}")
+                if norm not in have:
+                    s.add(PlateEntry(watchlist_id=watchlist_id, plate=norm, reason=reason[:200]))
+                    have.add(norm)
+                    added += 1
+        audit.record(self.store, p, "update", "plate_watchlist", [watchlist_id], f"add {added}")
+        self._plate_index = None
+        return added
+
+    def match_plate(self, plate: str) -> list[dict[str, Any]]:
+        """Every active watchlist entry the plate matches (exact or tolerant per list)."""
+        if self._plate_index is None:
+            index: dict[int, tuple[PlateWatchlist, PlateIndex]] = {}
+            with self.store.session() as s:
+                for wl in s.scalars(select(PlateWatchlist).where(PlateWatchlist.active.is_(True))):
+                    index[wl.id] = (wl, PlateIndex())
+                for e in s.scalars(select(PlateEntry).where(PlateEntry.watchlist_id.in_(list(index)))):
+                    index[e.watchlist_id][1].add(e.plate)
+            self._plate_index = index
+        out = []
+        for wl, idx in self._plate_index.values():
+            for m in idx.lookup(plate, tolerant=wl.tolerant):
+                out.append({"watchlist_id": wl.id, "watchlist": wl.name, "severity": wl.severity,
+                            "listed": m.listed, "seen": m.seen, "match": m.kind, "score": m.score})
+        return out

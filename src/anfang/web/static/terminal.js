@@ -1,0 +1,73 @@
+/* Police terminal: live warnings over Server-Sent Events, an unread badge, one-tap acknowledge / handle.
+   Built with the DOM API (textContent), never innerHTML, so nothing in a warning can inject markup. */
+(function () {
+  "use strict";
+  var list = document.getElementById("warnings");
+  if (!list || !window.EventSource) { return; }
+  var L = JSON.parse(list.getAttribute("data-labels") || "{}");
+  var csrf = list.getAttribute("data-csrf"), csrfField = list.getAttribute("data-csrf-field");
+  var badge = document.getElementById("unread"), live = document.getElementById("live");
+  var unread = 0, baseTitle = document.title;
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) { e.className = cls; }
+    if (text !== undefined && text !== null) { e.textContent = String(text); }
+    return e;
+  }
+  function form(action, buttonText, testid, extra) {
+    var f = el("form"); f.method = "post"; f.action = action;
+    var t = el("input"); t.type = "hidden"; t.name = csrfField; t.value = csrf; f.appendChild(t);
+    var b = el("input"); b.type = "hidden"; b.name = "back"; b.value = "/m/warnings"; f.appendChild(b);
+    if (extra) { extra(f); }
+    var btn = el("button", "btn" + (testid === "ack" ? " btn-primary" : ""), buttonText);
+    btn.type = "submit"; btn.setAttribute("data-testid", testid); f.appendChild(btn);
+    return f;
+  }
+  function card(w) {
+    var a = el("article", "wcard fresh sev-" + w.severity + " st-" + w.state);
+    a.setAttribute("data-testid", "warning"); a.setAttribute("data-id", w.id);
+    var h = el("header");
+    h.appendChild(el("span", "sev", L["severity_" + w.severity] || w.severity));
+    h.appendChild(el("span", "cat", L[w.category] || w.category));
+    h.appendChild(el("span", "state", w.state_label));
+    a.appendChild(h);
+    var t = el("h3", null, w.title); t.setAttribute("data-testid", "warning-title"); a.appendChild(t);
+    var m = el("p", "meta", (L.place || "") + "：" + (w.place || "—"));
+    m.appendChild(document.createElement("br"));
+    m.appendChild(document.createTextNode((L.time || "") + "：" + String(w.created_at).slice(0, 19).replace("T", " ") + " UTC"));
+    a.appendChild(m);
+    if (w.data && w.data.similarity) { a.appendChild(el("p", null, (L.similarity || "") + "：" + Math.round(100 * w.data.similarity) + "%")); }
+    var acts = el("div", "wactions");
+    acts.appendChild(form("/m/warnings/" + w.id + "/ack", L.ack, "ack"));
+    acts.appendChild(form("/m/warnings/" + w.id + "/handle", L.handle, "handle", function (f) {
+      var s = el("select"); s.name = "feedback";
+      ["true", "false_alarm", "resolved"].forEach(function (k) { var o = el("option", null, L["feedback_" + k]); o.value = k; s.appendChild(o); });
+      f.appendChild(s);
+    }));
+    a.appendChild(acts);
+    return a;
+  }
+  function bump() {
+    unread += 1;
+    badge.textContent = String(unread); badge.hidden = false;
+    document.title = "(" + unread + ") " + baseTitle;
+    if (navigator.vibrate) { navigator.vibrate(200); }
+  }
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) { unread = 0; badge.hidden = true; document.title = baseTitle; }
+  });
+  var es = new EventSource(list.getAttribute("data-stream"));
+  es.onopen = function () { live.hidden = false; };
+  es.onerror = function () { live.hidden = true; };
+  es.addEventListener("warning", function (ev) {
+    var msg = JSON.parse(ev.data), w = msg.warning;
+    if (!w) { return; }
+    var old = list.querySelector('[data-id="' + w.id + '"]');
+    if (old) { old.parentNode.removeChild(old); }
+    var empty = document.getElementById("empty");
+    if (empty) { empty.parentNode.removeChild(empty); }
+    list.insertBefore(card(w), list.firstChild);
+    if (msg.step === "raised" || msg.step === "escalated") { bump(); }
+  });
+})();
