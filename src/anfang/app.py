@@ -156,6 +156,13 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     from anfang.viid.views import install as install_viid
 
     install_viid(app)  # GA/T 1400 视图库 under /VIID (own error replies) + its background services
+    from anfang.faces.service import FaceWatchlistService
+    from anfang.warnings.facematch import make_face_matcher
+
+    # 人像布控: every GA/T 1400 face capture is embedded and searched 1:N against the face watchlists.
+    app.state.faces = FaceWatchlistService(app.state.store, settings.data_dir)
+    app.state.warning_engine.face_matcher = make_face_matcher(
+        app.state.store, lambda loc: app.state.viid.images.get(loc), app.state.faces)
     from anfang.siting.views import pages as siting_pages
 
     app.include_router(siting_pages)  # 点位规划 console page (/siting)

@@ -124,8 +124,33 @@ def demo(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None
     console.print(f"GB/T 28181 SIP: {settings.sip_host}:{settings.sip_port} (UDP+TCP), 服务器编码 / server id "
                   f"{settings.sip_server_id}, 接入密码 / password {settings.sip_password}; {url}devices")
     settings.viid_simulate = 4  # GA/T 1400: simulated APEs posting faces and 闽G vehicles ({url}viid/captures)
+    _demo_watchlists(settings, store, url)
     if serve:
         _serve(settings, store)
+
+
+def _demo_watchlists(settings: Settings, store, url: str) -> None:  # noqa: ANN001
+    """Demo early warning: one face watchlist (the first person of the simulator's photo directory, when present)
+    and one plate watchlist, so the simulated captures raise warnings on the officer's terminal."""
+    from anfang.faces.service import FaceWatchlistService
+    from anfang.security.scope import Principal
+    from anfang.warnings.service import WarningService
+
+    warnings = WarningService(store)
+    plates = warnings.create_plate_watchlist(Principal.system("demo"), "演示布控车辆")
+    warnings.add_plates(Principal.system("demo"), plates, [("闽G12345", "演示")])
+    train = Path(settings.viid_faces_dir) / "train"
+    people = sorted(d for d in train.iterdir() if d.is_dir()) if train.is_dir() else []
+    if people:
+        faces = FaceWatchlistService(store, settings.data_dir)
+        wl = faces.create_watchlist("演示布控人员")
+        for photo in sorted(people[0].glob("*.jp*g")):
+            faces.enrol(wl.id, people[0].name, photo.read_bytes())
+        faces.flush()
+        console.print(f"人像布控 / face watchlist: {people[0].name}（{train}）; 民警终端 / police terminal: "
+                      f"{url}m/warnings")
+    else:
+        console.print(f"民警终端 / police terminal: {url}m/warnings (no photos at {train}: no face watchlist)")
 
 
 @app.command("serve")

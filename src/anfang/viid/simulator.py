@@ -193,10 +193,17 @@ class DemoApes:
         from sqlalchemy import select
 
         from anfang.registry.models import Address
+        from anfang.security.models import User
 
         with self.node.store.session() as s:
-            communities = list(s.scalars(select(Address.community_code).distinct().order_by(Address.community_code)
-                                         .limit(self.count)))
+            # First the communities that have a police officer's login (so the demo's officer sees captures and
+            # their warnings), then the rest in code order.
+            policed = select(User.police_area_id).where(User.role == "police")
+            first = list(s.scalars(select(Address.community_code).where(Address.police_area_id.in_(policed))
+                                   .distinct().order_by(Address.community_code)))
+            rest = list(s.scalars(select(Address.community_code).distinct().order_by(Address.community_code)
+                                  .limit(self.count + len(first))))
+            communities = list(dict.fromkeys(first + rest))[: self.count]
         out = []
         for i in range(self.count):
             community = communities[i % len(communities)] if communities else None

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from anfang.core.errors import NotFound
 from anfang.security.views import CurrentPrincipal
 from anfang.warnings.push import TerminalHub
 from anfang.warnings.service import FEEDBACK, STATE_LABELS, WarningService
@@ -89,6 +91,18 @@ async def warning_stream(request: Request, p: CurrentPrincipal) -> StreamingResp
 @api.get("/warnings/{warning_id}", summary="预警详情 / one warning with its history")
 def get_warning(request: Request, p: CurrentPrincipal, warning_id: int) -> dict[str, Any]:
     return _svc(request).get(p, warning_id)
+
+
+@api.get("/warnings/{warning_id}/enrolled-photo", summary="布控照片 / the watchlist photo a face warning matched",
+         response_class=Response)
+def enrolled_photo(request: Request, p: CurrentPrincipal, warning_id: int) -> Response:
+    w = _svc(request).get(p, warning_id)  # scoped and audited
+    path = Path(str(w["data"].get("photo_path") or ""))
+    faces_dir = (Path(request.app.state.settings.data_dir) / "faces").resolve()
+    if not w["data"].get("photo_path") or not path.resolve().is_relative_to(faces_dir) or not path.is_file():
+        raise NotFound("该预警没有布控照片 / no watchlist photo for this warning")
+    media = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
+    return Response(path.read_bytes(), media_type=media, headers={"Cache-Control": "private, no-store"})
 
 
 @api.post("/warnings/{warning_id}/ack", summary="签收 / acknowledge")

@@ -38,6 +38,11 @@
     m.appendChild(document.createTextNode((L.time || "") + "：" + String(w.created_at).slice(0, 19).replace("T", " ") + " UTC"));
     a.appendChild(m);
     if (w.data && w.data.similarity) { a.appendChild(el("p", null, (L.similarity || "") + "：" + Math.round(100 * w.data.similarity) + "%")); }
+    if (w.data && typeof w.data.image === "string" && w.data.image.charAt(0) === "/") {
+      var ph = el("div", "wphotos"), cap = el("img"); cap.src = w.data.image; cap.alt = "capture"; ph.appendChild(cap);
+      if (w.category === "face") { var en = el("img"); en.src = "/api/warnings/" + w.id + "/enrolled-photo"; en.alt = "watchlist"; ph.appendChild(en); }
+      a.appendChild(ph);
+    }
     var acts = el("div", "wactions");
     acts.appendChild(form("/m/warnings/" + w.id + "/ack", L.ack, "ack"));
     acts.appendChild(form("/m/warnings/" + w.id + "/handle", L.handle, "handle", function (f) {
