@@ -1,5 +1,6 @@
 """Imports every room's tables so that metadata (and Alembic) sees all of them."""
 
+from anfang.construction import models as construction_models  # noqa: F401
 from anfang.devices import models as devices_models  # noqa: F401
 from anfang.doorplates import models as doorplates_models  # noqa: F401
 from anfang.faces import models as faces_models  # noqa: F401

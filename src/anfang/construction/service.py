@@ -1,0 +1,114 @@
+"""Construction reports over the stored devices, scoped to the asking user's jurisdiction (no HTTP here).
+
+Jurisdiction: the device scoping of the video console (``gb28181.views.device_condition``): a county admin sees
+his county's communities, property staff their community, police / grid workers the devices at addresses in their
+警务区 / grid, the city admin everything. Residents and anonymous users see nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, select
+
+from anfang.construction import operations
+from anfang.construction.specs import check_camera, load_spec_rules
+from anfang.construction.tiers import evaluate, load_rules, subsystem_of
+from anfang.core.errors import Forbidden
+from anfang.devices.models import Device
+from anfang.registry.models import Region
+from anfang.security.roles import Role
+from anfang.security.scope import Principal
+from anfang.store.base import utcnow
+from anfang.store.engine import Store
+
+MANAGERS = frozenset({Role.city_admin, Role.county_admin, Role.police})
+
+
+def device_scope(p: Principal) -> ColumnElement[bool]:
+    """The devices ``p`` may see; residents and anonymous users are refused."""
+    if p.role in (Role.resident, Role.anonymous):
+        raise Forbidden("无权查看建设运维信息 / not allowed")
+    from anfang.gb28181.views import device_condition
+
+    return device_condition(p)
+
+
+def _devices_by_community(store: Store, p: Principal, community_code: str | None) -> dict[str, list[Device]]:
+    cond = [device_scope(p), Device.community_code.is_not(None), Device.review != "rejected"]
+    if community_code:
+        cond.append(Device.community_code == community_code)
+    out: dict[str, list[Device]] = defaultdict(list)
+    with store.session() as s:
+        for d in s.scalars(select(Device).where(*cond).order_by(Device.community_code, Device.id)):
+            out[d.community_code or ""].append(d)
+    return dict(sorted(out.items()))
+
+
+def _names(store: Store, codes: list[str]) -> dict[str, str]:
+    with store.session() as s:
+        return dict(s.execute(select(Region.code, Region.full_name).where(Region.code.in_(codes))).all()) if codes \
+            else {}
+
+
+def tier_report(store: Store, p: Principal, community_code: str | None = None, lang: str = "zh",
+                version: str = "2021") -> list[dict[str, Any]]:
+    """Per community: the tier met and the items missing for the next tier (seed 三、(三))."""
+    rules = load_rules(version)
+    groups = _devices_by_community(store, p, community_code)
+    names = _names(store, list(groups))
+    out = []
+    for code, devices in groups.items():
+        r = evaluate(((subsystem_of(d.attributes, d.type_code), d.place) for d in devices), rules)
+        out.append({"community_code": code, "name": names.get(code, code), "devices": len(devices),
+                    "tier": r.met_code, "tier_label": r.met.zh if r.met else "未达标",
+                    "next_tier": r.next.code if r.next else None, "next_label": r.next.zh if r.next else None,
+                    "missing": [{"subsystem": i.subsystem, "place": i.place, "label": rules.label(i, lang)}
+                                for i in r.missing],
+                    "rules_version": rules.version})
+    return out
+
+
+def spec_report(store: Store, p: Principal, community_code: str | None = None,
+                now: datetime | None = None) -> list[dict[str, Any]]:
+    """Per community: its video cameras and the non-compliant ones with what each fails (seed 五、(二))."""
+    now = now or utcnow()
+    rules = load_spec_rules()
+    groups = _devices_by_community(store, p, community_code)
+    names = _names(store, list(groups))
+    cams = {code: [d for d in devs if subsystem_of(d.attributes, d.type_code) == "video"]
+            for code, devs in groups.items()}
+    last = operations.last_captures(store, (operations.viid_id(d) for ds in cams.values() for d in ds))
+    out = []
+    for code, ds in cams.items():
+        bad = []
+        for d in ds:
+            findings = check_camera(d.attributes, last.get(operations.viid_id(d)), now, rules)
+            if findings:
+                bad.append({"device_pk": d.id, "device_id": d.device_id, "name": d.name, "place": d.place,
+                            "findings": [{"item": f.item, "message": f.message} for f in findings]})
+        out.append({"community_code": code, "name": names.get(code, code), "cameras": len(ds),
+                    "compliant": len(ds) - len(bad), "non_compliant": bad})
+    return out
+
+
+def scan_faults(store: Store, p: Principal, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Raise work orders for the current faults of the devices in ``p``'s jurisdiction; returns the new ones."""
+    if p.role not in MANAGERS:
+        raise Forbidden("无权派发工单 / not allowed to raise work orders")
+    scope = device_scope(p)
+    now = now or utcnow()
+    created = operations.raise_work_orders(store, operations.fault_signals(store, now, scope), now)
+    ids = {o.id for o in created}
+    return [w for w in operations.list_work_orders(store, scope, "open", now) if w["id"] in ids]
+
+
+def online_rates(store: Store, p: Principal, day: datetime, level: str = "community") -> list[dict[str, Any]]:
+    if level not in operations.LEVELS:
+        raise ValueError(f"bad level {level!r}")
+    rates = operations.daily_online_rates(store, day, level, device_scope(p))
+    names = _names(store, [r.code for r in rates])
+    return [{"code": r.code, "name": names.get(r.code, r.code), "devices": r.devices, "rate": r.rate}
+            for r in rates]

@@ -1,0 +1,226 @@
+"""Supervision (督导, seed 六、(五)): the yearly task allocation per county (an editable table, since the seed's
+annexes 1 and 2 are not in its text), progress against it, a county ranking with a score, units lagging behind
+flagged, and the monthly circular as XLSX.
+
+Progress, as measured today: a community counts as *built* when its registered devices meet at least 基本型;
+居安工程 channels are the video cameras (``attributes["channels"]``, default 1) registered in villages
+(``Region.kind == "village"``); the online rate is the county's daily online rate from the status history.
+Acceptance (验收) is not built yet, so the circular has no "accepted" column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+
+from sqlalchemy import select
+
+from anfang.construction import operations
+from anfang.construction.tiers import evaluate, load_rules, subsystem_of
+from anfang.core.errors import ValidationError
+from anfang.devices.models import Device
+from anfang.registry.models import Region
+from anfang.store.engine import Store
+
+HERE = Path(__file__).parent
+EXAMPLE_PLAN = HERE / "plan_2021_example.csv"
+PLAN_COLUMNS = ("县区代码", "县区", "小区任务数", "居安工程任务路数")
+
+
+@dataclass(frozen=True)
+class SupervisionRules:
+    total_communities: int
+    total_channels: int
+    weights: Mapping[str, float]
+    lagging_share_of_pro_rata: float
+
+
+@cache
+def load_supervision_rules(version: str = "2021") -> SupervisionRules:
+    d = json.loads((HERE / f"supervision_{version}.json").read_text(encoding="utf-8"))
+    return SupervisionRules(int(d["total_communities"]), int(d["total_channels"]), dict(d["weights"]),
+                            float(d["lagging_share_of_pro_rata"]))
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRow:
+    county_code: str
+    county: str
+    communities: int
+    channels: int
+
+
+def load_plan(path: Path | str = EXAMPLE_PLAN) -> list[PlanRow]:
+    """The task allocation per county from a CSV (UTF-8 or GB18030) or XLSX with the columns
+    县区代码, 县区, 小区任务数, 居安工程任务路数."""
+    path = Path(path)
+    if path.suffix.lower() == ".xlsx":
+        from openpyxl import load_workbook
+
+        ws = load_workbook(path, read_only=True, data_only=True).active
+        rows = [["" if v is None else str(v) for v in r] for r in ws.iter_rows(values_only=True)]
+    else:
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = raw.decode("gb18030")
+        rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        raise ValidationError("计划表为空 / empty plan table")
+    head = [h.strip() for h in rows[0]]
+    missing = [c for c in PLAN_COLUMNS if c not in head]
+    if missing:
+        raise ValidationError(f"计划表缺少列：{'、'.join(missing)} / plan table lacks columns", detail=missing)
+    idx = [head.index(c) for c in PLAN_COLUMNS]
+    out = []
+    for n, r in enumerate(rows[1:], start=2):
+        if not any(x.strip() for x in r):
+            continue
+        code, name, comm, chan = (r[i].strip() if i < len(r) else "" for i in idx)
+        try:
+            out.append(PlanRow(code, name, int(float(comm or 0)), int(float(chan or 0))))
+        except ValueError as exc:
+            raise ValidationError(f"计划表第 {n} 行任务数不是数字 / row {n}: task is not a number") from exc
+    return out
+
+
+def plan_warnings(plan: list[PlanRow], rules: SupervisionRules | None = None) -> list[str]:
+    """Differences between the plan's totals and the seed's (358 communities, 6,190 channels in 2021)."""
+    r = rules or load_supervision_rules()
+    out = []
+    comm, chan = sum(p.communities for p in plan), sum(p.channels for p in plan)
+    if comm != r.total_communities:
+        out.append(f"计划表小区任务合计 {comm} 个，方案为 {r.total_communities} 个")
+    if chan != r.total_channels:
+        out.append(f"计划表居安工程任务合计 {chan} 路，方案为 {r.total_channels} 路")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    communities_built: int = 0
+    channels_built: int = 0
+    online_rate: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    rank: int
+    plan: PlanRow
+    progress: Progress
+    community_share: float  # built / task, capped at 1
+    channel_share: float
+    score: float  # 0..100
+    lagging: bool
+    lagging_reasons: tuple[str, ...]
+
+
+def _share(done: int, task: int) -> float:
+    return 1.0 if task <= 0 else min(done / task, 1.0)
+
+
+def rank_counties(plan: Iterable[PlanRow], progress: Mapping[str, Progress], month: int,
+                  rules: SupervisionRules | None = None) -> list[Standing]:
+    """Score and rank the counties for ``month`` (1-12). Score = weighted completion of the community and channel
+    tasks and the online rate (×100). A county lags when a task's completion is below ``lagging_share_of_pro_rata``
+    of the pro-rata share of the year elapsed (month / 12)."""
+    r = rules or load_supervision_rules()
+    w = r.weights
+    expected = r.lagging_share_of_pro_rata * month / 12
+    rows = []
+    for p in plan:
+        pr = progress.get(p.county_code, Progress())
+        cs, hs = _share(pr.communities_built, p.communities), _share(pr.channels_built, p.channels)
+        score = 100 * (w.get("communities", 0) * cs + w.get("channels", 0) * hs
+                       + w.get("online", 0) * (pr.online_rate or 0.0))
+        reasons = []
+        if cs < expected:
+            reasons.append(f"小区建设完成 {cs:.0%}，低于进度要求 {expected:.0%}")
+        if hs < expected:
+            reasons.append(f"居安工程完成 {hs:.0%}，低于进度要求 {expected:.0%}")
+        rows.append((p, pr, cs, hs, round(score, 1), tuple(reasons)))
+    rows.sort(key=lambda x: (-x[4], x[0].county_code))
+    out, last_score, last_rank = [], None, 0
+    for i, (p, pr, cs, hs, score, reasons) in enumerate(rows, start=1):
+        rank = last_rank if score == last_score else i  # equal scores share a rank
+        out.append(Standing(rank, p, pr, cs, hs, score, bool(reasons), reasons))
+        last_score, last_rank = score, rank
+    return out
+
+
+def measure_progress(store: Store, day: datetime) -> dict[str, Progress]:
+    """Per county: communities meeting at least 基本型, village video channels, the day's online rate."""
+    rules = load_rules()
+    with store.session() as s:
+        kinds = dict(s.execute(select(Region.code, Region.kind).where(Region.level == "community")).all())
+        devices = list(s.execute(select(Device.community_code, Device.attributes, Device.type_code, Device.place)
+                                 .where(Device.community_code.is_not(None), Device.review != "rejected")))
+    installed: dict[str, list[tuple[str | None, str | None]]] = defaultdict(list)
+    channels: dict[str, int] = defaultdict(int)
+    for code, attrs, type_code, place in devices:
+        sub = subsystem_of(attrs, type_code)
+        installed[code].append((sub, place))
+        if sub == "video" and kinds.get(code) == "village":
+            channels[code[:6]] += int((attrs or {}).get("channels") or 1)
+    built: dict[str, int] = defaultdict(int)
+    for code, items in installed.items():
+        if kinds.get(code) != "village" and evaluate(items, rules).met is not None:
+            built[code[:6]] += 1
+    rates = {r.code: r.rate for r in operations.daily_online_rates(store, day, "county")}
+    return {c: Progress(built.get(c, 0), channels.get(c, 0), rates.get(c))
+            for c in set(built) | set(channels) | set(rates)}
+
+
+def circular_xlsx(standings: list[Standing], year: int, month: int, warnings: Iterable[str] = ()) -> bytes:
+    """The monthly circular (月度通报) as an XLSX workbook: the ranking sheet and the plan sheet."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font, PatternFill
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "月度通报"
+    ws.append([f"{year}年{month}月 “智慧安防小区”“居安工程”建设进展通报"])
+    ws["A1"].font = Font(bold=True, size=14)
+    w = load_supervision_rules().weights
+    formula = (f"小区完成率×{w.get('communities', 0) * 100:g} + 居安工程完成率×{w.get('channels', 0) * 100:g}"
+               f" + 在线率×{w.get('online', 0) * 100:g}")
+    ws.append([f"生成时间 {datetime.now(UTC):%Y-%m-%d %H:%M} UTC；得分 = {formula}"])
+    for w in warnings:
+        ws.append([f"注意：{w}"])
+    ws.append([])
+    head = ["排名", "县（市、区）", "小区任务（个）", "已建小区（个）", "小区完成率", "居安工程任务（路）",
+            "已建（路）", "居安完成率", "在线率", "得分", "进度滞后", "滞后原因"]
+    ws.append(head)
+    head_row = ws.max_row
+    for cell in ws[head_row]:
+        cell.font = Font(bold=True)
+        cell.alignment = Alignment(horizontal="center", wrap_text=True)
+    red = PatternFill("solid", fgColor="FFE0E0")
+    for st in standings:
+        ws.append([st.rank, st.plan.county, st.plan.communities, st.progress.communities_built,
+                   st.community_share, st.plan.channels, st.progress.channels_built, st.channel_share,
+                   st.progress.online_rate, st.score, "是" if st.lagging else "否", "；".join(st.lagging_reasons)])
+        row = ws[ws.max_row]
+        for i in (4, 7, 8):
+            row[i].number_format = "0.0%"
+        if st.lagging:
+            for cell in row:
+                cell.fill = red
+    for col, width in zip("ABCDEFGHIJKL", (6, 12, 10, 10, 10, 12, 10, 10, 8, 8, 8, 48), strict=True):
+        ws.column_dimensions[col].width = width
+    ws.freeze_panes = ws.cell(row=head_row + 1, column=1)
+    plan = wb.create_sheet("任务分配")
+    plan.append(list(PLAN_COLUMNS))
+    for st in sorted(standings, key=lambda s: s.plan.county_code):
+        plan.append([st.plan.county_code, st.plan.county, st.plan.communities, st.plan.channels])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
