@@ -27,3 +27,31 @@ def test_demo_tiers_and_stalled_camera_work_order(store) -> None:
     orders = scan_faults(store, city)
     assert [(o["device_id"], o["cause"]) for o in orders if o["cause"] == "no_captures"] == [
         (demo.stalled_device_id, "no_captures")]
+
+
+def test_demo_projects_villages_and_liuwu(store) -> None:
+    import io
+    from datetime import UTC, datetime
+
+    from openpyxl import load_workbook
+
+    from anfang.construction import liuwu, projects, rollout, supervision
+
+    generate(store, scale=0.02, seed=2021)
+    demo = seed_demo(store, seed=2021, limit=8)
+    city = Principal.system()
+    states = [p["state"] for p in projects.list_projects(store, city)]
+    assert states == ["design", "submitted", "returned", "approved", "building", "running", "accepted"]
+    returned = projects.get_project(store, city, 3)
+    assert [s["action"] for s in returned["steps"]][-1] == "return" and not returned["design_check"]["ok"]
+    assert demo.village_channels > 0 and demo.incidents > 0
+    tallies = rollout.village_tallies(store)
+    assert sum(t.channels for t in tallies.values()) == demo.village_channels
+    assert liuwu.report(store)["liuwu_communities"] > 0
+    # the circular counts the accepted community
+    progress = supervision.measure_progress(store, datetime.now(UTC))
+    assert sum(p.communities_accepted for p in progress.values()) == 1
+    data = supervision.circular_xlsx(supervision.rank_counties(supervision.load_plan(), progress, 6), 2026, 6)
+    rows = list(load_workbook(io.BytesIO(data))["月度通报"].iter_rows(values_only=True))
+    head = next(i for i, r in enumerate(rows) if r[0] == "排名")
+    assert rows[head][12] == "已验收（个）" and sum(r[12] for r in rows[head + 1:]) == 1

@@ -53,15 +53,37 @@ def _names(store: Store, codes: list[str]) -> dict[str, str]:
             else {}
 
 
+def _declared_not_applicable(store: Store, codes: list[str]) -> dict[str, list[str]]:
+    """Per community: the places its newest project declares it does not have (no elevator, no gas station)."""
+    from anfang.construction.models import Project
+
+    out: dict[str, list[str]] = {}
+    if not codes:
+        return out
+    with store.session() as s:
+        for code, na in s.execute(select(Project.community_code, Project.not_applicable)
+                                  .where(Project.community_code.in_(codes)).order_by(Project.id)):
+            out[code] = list(na or [])  # the newest project wins
+    return out
+
+
 def tier_report(store: Store, p: Principal, community_code: str | None = None, lang: str = "zh",
                 version: str = "2021") -> list[dict[str, Any]]:
-    """Per community: the tier met and the items missing for the next tier (seed 三、(三))."""
+    """Per community: the tier met and the items missing for the next tier (seed 三、(三)). Places the community's
+    newest project declares absent (``not_applicable``) are not required."""
     rules = load_rules(version)
     groups = _devices_by_community(store, p, community_code)
     names = _names(store, list(groups))
+    with store.session() as s:  # tiers are for 小区 (urban communities); villages are the 居安工程's (rollout.py)
+        villages = set(s.scalars(select(Region.code).where(Region.code.in_(list(groups)), Region.kind == "village"))) \
+            if groups else set()
+    lacks = _declared_not_applicable(store, list(groups))
     out = []
     for code, devices in groups.items():
-        r = evaluate(((subsystem_of(d.attributes, d.type_code), d.place) for d in devices), rules)
+        if code in villages:
+            continue
+        r = evaluate(((subsystem_of(d.attributes, d.type_code), d.place) for d in devices), rules,
+                     lacks.get(code, ()))
         out.append({"community_code": code, "name": names.get(code, code), "devices": len(devices),
                     "tier": r.met_code, "tier_label": r.met.zh if r.met else "未达标",
                     "next_tier": r.next.code if r.next else None, "next_label": r.next.zh if r.next else None,
@@ -112,3 +134,33 @@ def online_rates(store: Store, p: Principal, day: datetime, level: str = "commun
     names = _names(store, [r.code for r in rates])
     return [{"code": r.code, "name": names.get(r.code, r.code), "devices": r.devices, "rate": r.rate}
             for r in rates]
+
+
+def acceptance_facts(store: Store, p: Principal, community_code: str, now: datetime | None = None,
+                     lang: str = "zh") -> dict[str, Any]:
+    """Everything the acceptance report shows for one community in ``p``'s jurisdiction: the tier check, the
+    specification check, the stability evidence (seed 六、(二)), the 一标三实 rates, and its newest project."""
+    from anfang.construction import projects
+    from anfang.construction.acceptance import stability
+    from anfang.construction.models import Project
+    from anfang.core.errors import NotFound
+    from anfang.registry.metrics import TARGETS, compute
+
+    now = now or utcnow()
+    tiers = tier_report(store, p, community_code, lang)
+    if not tiers:
+        raise NotFound("小区不存在、不在辖区内或没有登记设备 / community not found or without devices")
+    specs = spec_report(store, p, community_code, now)
+    with store.session() as s:
+        newest = s.scalars(select(Project.id).where(Project.community_code == community_code)
+                           .order_by(Project.id.desc())).first()
+    project = projects.get_project(store, p, newest, lang) if newest is not None else None
+    metrics = None
+    if p.role not in (Role.property_staff,):  # 一标三实 figures follow the registry's own scoping
+        row = next((r for r in compute(store, p, "community") if r.code == community_code), None)
+        if row is not None:
+            metrics = [{"key": k, "label": zh if lang.startswith("zh") else en, "rate": row.rates.get(k),
+                        "target": target} for k, (target, zh, en) in TARGETS.items()]
+    return {"community_code": community_code, "name": tiers[0]["name"], "generated_at": now.isoformat(),
+            "tier": tiers[0], "specs": specs[0] if specs else {"cameras": 0, "compliant": 0, "non_compliant": []},
+            "stability": stability(store, community_code, now).to_dict(), "project": project, "metrics": metrics}

@@ -5,7 +5,8 @@ flagged, and the monthly circular as XLSX.
 Progress, as measured today: a community counts as *built* when its registered devices meet at least 基本型;
 居安工程 channels are the video cameras (``attributes["channels"]``, default 1) registered in villages
 (``Region.kind == "village"``); the online rate is the county's daily online rate from the status history.
-Acceptance (验收) is not built yet, so the circular has no "accepted" column.
+*Accepted* counts the communities whose project reached 已验收 (``projects.py``). The circular is an XLSX here and a
+PDF with charts in ``report_pdf.circular_pdf``.
 """
 
 from __future__ import annotations
@@ -92,6 +93,19 @@ def load_plan(path: Path | str = EXAMPLE_PLAN) -> list[PlanRow]:
     return out
 
 
+def plan_for(data_dir: Path | str, year: int) -> tuple[list[PlanRow], list[str]]:
+    """The year's plan: ``DATA_DIR/construction/plan_<year>.csv`` (or ``.xlsx``) when present, else the example
+    plan — with the notes the circular prints (the example is not the official annex; totals differ from the
+    seed's)."""
+    base = Path(data_dir) / "construction"
+    custom = next((p for p in (base / f"plan_{year}.csv", base / f"plan_{year}.xlsx") if p.is_file()), None)
+    plan = load_plan(custom or EXAMPLE_PLAN)
+    notes = plan_warnings(plan)
+    if custom is None:
+        notes.insert(0, f"未找到计划表 {base / f'plan_{year}.csv'}，使用示例任务分配（非正式附件）")
+    return plan, notes
+
+
 def plan_warnings(plan: list[PlanRow], rules: SupervisionRules | None = None) -> list[str]:
     """Differences between the plan's totals and the seed's (358 communities, 6,190 channels in 2021)."""
     r = rules or load_supervision_rules()
@@ -109,6 +123,7 @@ class Progress:
     communities_built: int = 0
     channels_built: int = 0
     online_rate: float | None = None
+    communities_accepted: int = 0  # communities whose project was accepted (验收)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +190,11 @@ def measure_progress(store: Store, day: datetime) -> dict[str, Progress]:
         if kinds.get(code) != "village" and evaluate(items, rules).met is not None:
             built[code[:6]] += 1
     rates = {r.code: r.rate for r in operations.daily_online_rates(store, day, "county")}
-    return {c: Progress(built.get(c, 0), channels.get(c, 0), rates.get(c))
-            for c in set(built) | set(channels) | set(rates)}
+    from anfang.construction.projects import accepted_communities
+
+    accepted = accepted_communities(store)
+    return {c: Progress(built.get(c, 0), channels.get(c, 0), rates.get(c), accepted.get(c, 0))
+            for c in set(built) | set(channels) | set(rates) | set(accepted)}
 
 
 def circular_xlsx(standings: list[Standing], year: int, month: int, warnings: Iterable[str] = ()) -> bytes:
@@ -197,7 +215,7 @@ def circular_xlsx(standings: list[Standing], year: int, month: int, warnings: It
         ws.append([f"注意：{w}"])
     ws.append([])
     head = ["排名", "县（市、区）", "小区任务（个）", "已建小区（个）", "小区完成率", "居安工程任务（路）",
-            "已建（路）", "居安完成率", "在线率", "得分", "进度滞后", "滞后原因"]
+            "已建（路）", "居安完成率", "在线率", "得分", "进度滞后", "滞后原因", "已验收（个）"]
     ws.append(head)
     head_row = ws.max_row
     for cell in ws[head_row]:
@@ -207,14 +225,15 @@ def circular_xlsx(standings: list[Standing], year: int, month: int, warnings: It
     for st in standings:
         ws.append([st.rank, st.plan.county, st.plan.communities, st.progress.communities_built,
                    st.community_share, st.plan.channels, st.progress.channels_built, st.channel_share,
-                   st.progress.online_rate, st.score, "是" if st.lagging else "否", "；".join(st.lagging_reasons)])
+                   st.progress.online_rate, st.score, "是" if st.lagging else "否", "；".join(st.lagging_reasons),
+                   st.progress.communities_accepted])
         row = ws[ws.max_row]
         for i in (4, 7, 8):
             row[i].number_format = "0.0%"
         if st.lagging:
             for cell in row:
                 cell.fill = red
-    for col, width in zip("ABCDEFGHIJKL", (6, 12, 10, 10, 10, 12, 10, 10, 8, 8, 8, 48), strict=True):
+    for col, width in zip("ABCDEFGHIJKLM", (6, 12, 10, 10, 10, 12, 10, 10, 8, 8, 8, 48, 10), strict=True):
         ws.column_dimensions[col].width = width
     ws.freeze_panes = ws.cell(row=head_row + 1, column=1)
     plan = wb.create_sheet("任务分配")

@@ -1,0 +1,177 @@
+"""Ju'an rollout (居安工程): cameras per county, town and village by siting category, the share of occupied village
+residential buildings with a camera, and the 2021 early target — figures and targets from ``rollout_<v>.json``.
+
+Measured from the registry and the device table:
+- a 居安 camera is a video device (``subsystem`` video / vehicle_recognition, or a GB/T 28181 camera type) in a
+  village (``Region.kind == "village"``), counted in channels (``attributes["channels"]``, default 1); its siting
+  category is ``Device.place`` (village_entrance, intersection, construction_site, residence; anything else "other");
+- an *occupied* residential building (实际居住楼幢) is a building address of a village holding a house that is not
+  vacant; it *has a camera* when a camera's ``address_id`` is that building or an address below it;
+- the early target counts channels registered (``registered_at``, else ``created_at``) by its date.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import ColumnElement, select, true
+
+from anfang.construction.operations import CAPTURING_SUBSYSTEMS
+from anfang.construction.tiers import subsystem_of
+from anfang.devices.models import Device
+from anfang.registry.models import Address, House, Region
+from anfang.store.engine import Store
+
+HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class RolloutRules:
+    source: str
+    places: dict[str, dict[str, str]]
+    house_share_targets: dict[int, float]
+    early_channels: int
+    early_by: date
+    early_source: str
+    year_targets: dict[int, int]
+
+
+@cache
+def load_rollout_rules(version: str = "2021") -> RolloutRules:
+    d = json.loads((HERE / f"rollout_{version}.json").read_text(encoding="utf-8"))
+    e = d["early_target"]
+    return RolloutRules(d["source"], d["places"], {int(k): float(v) for k, v in d["house_share_targets"].items()},
+                        int(e["channels"]), date.fromisoformat(e["by"]), e["source"],
+                        {int(k): int(v) for k, v in d["year_targets"].items()})
+
+
+def house_share_target(year: int, rules: RolloutRules | None = None) -> float | None:
+    """The target share for ``year``: the latest target at or before it (2022's 50% holds afterwards)."""
+    r = rules or load_rollout_rules()
+    past = [y for y in r.house_share_targets if y <= year]
+    return r.house_share_targets[max(past)] if past else None
+
+
+@dataclass
+class Tally:
+    code: str
+    name: str = ""
+    level: str = "village"
+    channels: int = 0
+    by_place: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    buildings: int = 0  # occupied residential buildings
+    with_camera: int = 0
+
+    @property
+    def house_share(self) -> float | None:
+        return self.with_camera / self.buildings if self.buildings else None
+
+    def add(self, other: Tally) -> None:
+        self.channels += other.channels
+        for k, v in other.by_place.items():
+            self.by_place[k] += v
+        self.buildings += other.buildings
+        self.with_camera += other.with_camera
+
+    def to_dict(self, target: float | None = None) -> dict[str, Any]:
+        share = self.house_share
+        return {"code": self.code, "name": self.name, "level": self.level, "channels": self.channels,
+                "by_place": dict(self.by_place), "buildings": self.buildings, "with_camera": self.with_camera,
+                "house_share": share, "house_target": target,
+                "house_below_target": share is not None and target is not None and share < target}
+
+
+def _building_of(addr: int, tree: dict[int, tuple[int | None, str]]) -> int | None:
+    seen = 0
+    cur: int | None = addr
+    while cur is not None and seen < 8:
+        parent, level = tree.get(cur, (None, ""))
+        if level == "building":
+            return cur
+        cur, seen = parent, seen + 1
+    return None
+
+
+def village_tallies(store: Store, device_scope: ColumnElement[bool] | None = None,
+                    address_scope: ColumnElement[bool] | None = None) -> dict[str, Tally]:
+    """Per village code: channels by siting category, occupied residential buildings and those with a camera."""
+    places = load_rollout_rules().places
+    with store.session() as s:
+        villages = dict(s.execute(select(Region.code, Region.name).where(Region.level == "community",
+                                                                         Region.kind == "village")).all())
+        out = {c: Tally(c, n) for c, n in villages.items()}
+        cams = s.execute(select(Device.community_code, Device.attributes, Device.type_code, Device.place,
+                                Device.address_id)
+                         .where(device_scope if device_scope is not None else true(),
+                                Device.community_code.in_(select(Region.code).where(Region.kind == "village")),
+                                Device.review != "rejected")).all()
+        tree = {i: (parent, level) for i, parent, level in s.execute(
+            select(Address.id, Address.parent_id, Address.level).where(
+                address_scope if address_scope is not None else true(),
+                Address.community_code.in_(select(Region.code).where(Region.kind == "village"))))}
+        occupied = s.execute(select(Address.community_code, House.address_id).join(Address, Address.id ==
+                                                                                 House.address_id)
+                             .where(address_scope if address_scope is not None else true(),
+                                    Address.community_code.in_(select(Region.code).where(Region.kind == "village")),
+                                    House.use != "vacant")).all()
+    camera_buildings: set[int] = set()
+    for code, attrs, type_code, place, address_id in cams:
+        if subsystem_of(attrs, type_code) not in CAPTURING_SUBSYSTEMS:
+            continue
+        t = out.setdefault(code, Tally(code))
+        n = int((attrs or {}).get("channels") or 1)
+        t.channels += n
+        t.by_place[place if place in places else "other"] += n
+        if address_id is not None and (b := _building_of(address_id, tree)) is not None:
+            camera_buildings.add(b)
+    buildings: dict[str, set[int]] = defaultdict(set)
+    for code, addr in occupied:
+        if (b := _building_of(addr, tree)) is not None:
+            buildings[code].add(b)
+    for code, bs in buildings.items():
+        t = out.setdefault(code, Tally(code))
+        t.buildings = len(bs)
+        t.with_camera = len(bs & camera_buildings)
+    return out
+
+
+def roll_up(tallies: dict[str, Tally], level: str, names: dict[str, str] | None = None) -> list[Tally]:
+    """Village tallies summed per town (9 digits + 000) or county (6 digits); ``village`` returns them as they are."""
+    if level == "village":
+        return [tallies[k] for k in sorted(tallies)]
+    out: dict[str, Tally] = {}
+    for code, t in tallies.items():
+        key = code[:9] + "000" if level == "town" else code[:6]
+        agg = out.setdefault(key, Tally(key, (names or {}).get(key, key), level))
+        agg.add(t)
+    return [out[k] for k in sorted(out)]
+
+
+def channels_registered_by(store: Store, by: date, device_scope: ColumnElement[bool] | None = None) -> int:
+    """Village camera channels registered by the end of ``by`` (UTC)."""
+    end = datetime.combine(by, time.max, UTC)
+    n = 0
+    with store.session() as s:
+        for attrs, type_code, reg, created in s.execute(
+                select(Device.attributes, Device.type_code, Device.registered_at, Device.created_at)
+                .where(device_scope if device_scope is not None else true(), Device.review != "rejected",
+                       Device.community_code.in_(select(Region.code).where(Region.kind == "village")))):
+            when = reg or created
+            if subsystem_of(attrs, type_code) in CAPTURING_SUBSYSTEMS and when is not None and when <= end:
+                n += int((attrs or {}).get("channels") or 1)
+    return n
+
+
+def early_target(store: Store, device_scope: ColumnElement[bool] | None = None) -> dict[str, Any]:
+    """The 2021 early target (seed 四、(1)): 1,750 channels by the end of April."""
+    r = load_rollout_rules()
+    done = channels_registered_by(store, r.early_by, device_scope)
+    return {"target": r.early_channels, "by": r.early_by.isoformat(), "done": done,
+            "share": min(done / r.early_channels, 1.0) if r.early_channels else None,
+            "met": done >= r.early_channels, "source": r.early_source}
