@@ -17,6 +17,16 @@ from sqlalchemy import create_engine, text
 from anfang.store.engine import Store
 from anfang.store.migrate import upgrade
 
+# One fixed data key set for the whole run (anfang.security.crypto): the test process, the apps it builds and the
+# servers it starts (browser tests) must all decrypt what the others wrote.
+os.environ.setdefault("ANFANG_DATA_KEYS", (
+    '{"version": 1, "primary": "ktest0001", "keys": {"ktest0001": "dGVzdC1rZXktYW5mYW5nLTMyLWJ5dGVzLWxvbmchISE="}, '
+    '"index_key": "dGVzdC1pbmRleC1rZXktYW5mYW5nLTMyLWJ5dGVzLWxvbmc="}'))
+
+# No "access at unusual hours" alerts by the wall clock (00:00-06:00 Beijing time is 16:00-22:00 UTC): tests that
+# want them set monitor_quiet_hours themselves.
+os.environ.setdefault("ANFANG_MONITOR_QUIET_HOURS", "[0, 0]")
+
 PG_ADMIN_URL = os.environ.get("ANFANG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_SERVICES = os.environ.get("ANFANG_REQUIRE_SERVICES") == "1"
 

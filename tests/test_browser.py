@@ -78,6 +78,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     logins = _fill(db_url)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANFANG_")}
+    env["ANFANG_DATA_KEYS"] = os.environ["ANFANG_DATA_KEYS"]  # the data keys the test encrypted with (conftest)
     log = (data_dir / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, "-c", "from anfang.cli import app; app()", "serve", "--data-dir",
                              str(data_dir), "--host", "127.0.0.1", "--port", str(port)],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import socket
 import threading
@@ -168,6 +169,7 @@ def test_index_search_remove_replace_and_save_load_round_trip(tmp_path: Path) ->
     loaded = FaceIndex.load(path)
     assert len(loaded) == len(index) == 1999 and loaded.meta == {"generation": 3}
     assert (loaded.m, loaded.ef_construction, loaded.ef) == (index.m, index.ef_construction, index.ef)
+    assert loaded.dtype == index.dtype == "f16"
     for probe in vecs[::97]:
         assert loaded.search(probe, k=5) == index.search(probe, k=5)
     (tmp_path / "idx" / "faces.usearch").write_bytes(b"garbage")
@@ -175,6 +177,33 @@ def test_index_search_remove_replace_and_save_load_round_trip(tmp_path: Path) ->
         FaceIndex.load(path)
     with pytest.raises(FileNotFoundError):
         FaceIndex.load(tmp_path / "nothing.usearch")
+
+
+def test_half_float_storage_keeps_distances_and_old_float32_indexes_load(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    vecs = (_unit(rng, 3000) * 0.9).astype(np.float32)  # dlib-like scale: |x| ≈ 0.9, components ≪ 1
+    probes = vecs[:40] + (_unit(rng, 40) * 0.3).astype(np.float32)
+    half = FaceIndex(128)
+    half.add(range(3000), vecs)
+    for q in probes:
+        exact = np.linalg.norm(vecs - q, axis=1)
+        want = np.argsort(exact)[:3]
+        got = half.search(q, k=3)
+        assert [i for i, _ in got] == [int(i) for i in want]
+        assert [d for _, d in got] == pytest.approx([float(exact[i]) for i in want], abs=2e-3)
+    # an index saved before half floats (sidecar without "dtype") still loads, as float32
+    old = FaceIndex(128, dtype="f32")
+    old.add(range(3000), vecs)
+    path = tmp_path / "old.usearch"
+    old.save(path)
+    side = path.with_name(path.name + ".json")
+    info = json.loads(side.read_text())
+    del info["dtype"]
+    side.write_text(json.dumps(info))
+    loaded = FaceIndex.load(path)
+    assert loaded.dtype == "f32" and loaded.search(vecs[5], k=1) == [(5, pytest.approx(0.0, abs=1e-4))]
+    with pytest.raises(ValueError, match="f32 or f16"):
+        FaceIndex(128, dtype="i8")
 
 
 def test_index_rejects_wrong_shapes_and_is_empty_safe() -> None:

@@ -323,8 +323,12 @@ def test_one_audit_entry_per_import_and_export(store: Store, tmp_path: Path) -> 
 
 # ---- export ------------------------------------------------------------------------------------------------------
 def read_xlsx(path: Path) -> list[list[str]]:
+    """The cells as a user sees them: without the export's invisible zero-width watermark."""
+    from anfang.security.watermark import strip_zero_width
+
     wb = load_workbook(path, read_only=True)
-    rows = [["" if v is None else str(v) for v in r] for r in wb.worksheets[0].iter_rows(values_only=True)]
+    rows = [["" if v is None else strip_zero_width(str(v)) for v in r]
+            for r in wb.worksheets[0].iter_rows(values_only=True)]
     wb.close()
     return rows
 

@@ -36,7 +36,9 @@ def test_capture_browser_filters_scope_and_images(store, db_url, tmp_path) -> No
         assert "共 1 条" in faces.text
         img = faces.text.split('src="/viid/images/')[1].split('"')[0]
         photo = c.get(f"/viid/images/{img}")
-        assert photo.status_code == 200 and photo.content == JPEG
+        # served as a watermarked copy: corner stamp and metadata naming the viewer (docs/security.md)
+        assert photo.status_code == 200 and photo.content[:3] == b"\xff\xd8\xff" and photo.content != JPEG
+        assert b"anfang-fp:" in photo.content
         apes = c.get("/viid/apes")
         assert "列东社区东门" in apes.text and 'data-status="online"' in apes.text
         # the 三元区 county administrator sees only 三元区 devices' captures, not 沙县区's face

@@ -65,6 +65,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     store.dispose()
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANFANG_")}
+    env["ANFANG_DATA_KEYS"] = os.environ["ANFANG_DATA_KEYS"]  # the data keys the test encrypted with (conftest)
     env.update(ANFANG_MQTT_HOST="127.0.0.1", ANFANG_NODE_ID=f"t{tag}")
     log = (data_dir / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, "-c", "from anfang.cli import app; app()", "serve", "--data-dir",

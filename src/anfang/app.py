@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Protocol
-from urllib.parse import quote
+from typing import Any, Protocol
+from urllib.parse import quote, unquote_to_bytes
 
+import structlog
 import swagger_ui_bundle
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -14,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from anfang import __version__
@@ -34,6 +36,23 @@ def error_body(code: str, message: str, detail: object | None = None) -> dict:
 
 def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api") and "text/html" in request.headers.get("accept", "")
+
+
+class RejectNul:
+    """A NUL byte in the URL is never meaningful and is treated differently by each backend (PostgreSQL cannot
+    bind it; SQLite ends a LIKE pattern at it, so ``?name=%00`` would match every record in scope): 422 with the
+    JSON error object, before any route sees it. GA/T 1400 (/VIID) answers in its own shape and is left alone."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not scope.get("path", "").startswith("/VIID") and (
+                "\x00" in scope.get("path", "") or b"\x00" in unquote_to_bytes(scope.get("query_string", b""))):
+            response = JSONResponse(error_body("invalid", "请求中含有空字符 / NUL byte in the request"), 422)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class Service(Protocol):
@@ -99,6 +118,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app = FastAPI(title="anfang 智慧安防小区平台", version=__version__, docs_url=None, redoc_url=None,
                   description="一标三实 registry, security and console API of anfang.", lifespan=_lifespan)
     app.state.settings = settings
+    from anfang.security import crypto
+
+    crypto.configure_from_settings(settings)  # data keys for the encrypted columns (docs/security.md)
     app.state.store = store or Store(settings.database_url)  # type: ignore[arg-type]
     app.state.registry = RegistryService(app.state.store)
     if settings.nats_url:
@@ -133,6 +155,21 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
                                            messages.get(exc.status_code, str(exc.detail)))
         return JSONResponse(error_body("http", messages.get(exc.status_code, str(exc.detail))),
                             status_code=exc.status_code)
+
+    async def _bad_value(request: Request, exc: Exception):  # noqa: ANN202
+        # Input the database cannot hold: an id or page number past 64 bits (SQLite: OverflowError), a NUL byte,
+        # a number out of range or a string too long for its column (PostgreSQL: SQLSTATE class 22, DataError).
+        # The request is wrong, not the server: 422 with the JSON error object, never a 500. Logged, because a value
+        # the server itself made too long for its column would land here too.
+        structlog.get_logger(__name__).warning("unstorable_value", path=request.url.path, error=str(exc)[:300])
+        message = "请求中的取值超出范围或含非法字符 / a value in the request is out of range or not storable"
+        if _wants_html(request):
+            return await run_in_threadpool(error_page, request, 422, message)
+        return JSONResponse(error_body("invalid", message), status_code=422)
+
+    app.add_exception_handler(OverflowError, _bad_value)
+    app.add_exception_handler(DataError, _bad_value)
+    app.add_middleware(RejectNul)
 
     @app.get("/healthz", tags=["ops"], summary="健康检查 / health")
     def healthz() -> dict:
@@ -175,5 +212,20 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     from anfang.construction.views import mount as mount_construction
 
     mount_construction(app)  # 建设运维: /api/construction (tiers, specs, work orders), /construction
+    from anfang.security.approval_views import mount as mount_data_security
+
+    mount_data_security(app)  # 数据查询授权, 导出水印, 泄露溯源: /api/security, /security/* (docs/security.md)
+    from anfang.federation.views import install as install_federation
+
+    install_federation(app, settings)  # 级联汇聚: outbox hook, forwarders, /api/federation, /federation
+    from anfang.security.headers import SecurityMiddleware
+    from anfang.security.monitoring import AccessMonitor
+    from anfang.web.security_pages import mount as mount_security
+
+    # 数据安全: access monitoring on the audit chain, alerts and TOTP pages, security headers + CSRF origin check
+    app.state.access_monitor = AccessMonitor(app.state.store, settings).attach()
+    mount_security(app)
+    app.add_middleware(SecurityMiddleware, settings=settings, monitor=app.state.access_monitor,
+                       store=app.state.store)
     mount_console(app)
     return app

@@ -34,6 +34,15 @@ app.add_typer(faces_app, name="faces")
 from anfang.siting.cli import siting_app  # noqa: E402 - light: numpy/scipy/highspy load inside its command
 
 app.add_typer(siting_app, name="siting")
+from anfang.security.cli import trace_cmd  # noqa: E402 - light: the trace code loads inside the command
+
+app.command("trace")(trace_cmd)  # 泄露溯源 (docs/security.md)
+from anfang.federation.cli import fed_app  # noqa: E402 - light: transports load inside its commands
+
+app.add_typer(fed_app, name="federation")
+from anfang.construction.cli import construction_app  # noqa: E402 - light: reports load inside its commands
+
+app.add_typer(construction_app, name="construction")
 console = Console()
 
 HostOpt = Annotated[str | None, typer.Option("--host", help="监听地址 / listen address")]
@@ -56,7 +65,11 @@ def _settings(config: Path | None = None, **overrides) -> Settings:  # noqa: ANN
         import os
 
         os.environ["ANFANG_CONFIG"] = str(config)
-    return load_settings(**overrides)
+    settings = load_settings(**overrides)
+    from anfang.security import crypto
+
+    crypto.configure_from_settings(settings)  # data keys of the encrypted columns (before any migration)
+    return settings
 
 
 def _store(settings: Settings):  # noqa: ANN202
@@ -77,7 +90,14 @@ def _serve(settings: Settings, store) -> None:  # noqa: ANN001
 
     from anfang.app import create_app
 
-    uvicorn.run(create_app(settings, store), host=settings.host, port=settings.port, log_level="warning")
+    tls: dict = {}
+    if settings.tls_certfile:  # HTTPS (and mTLS with tls_client_ca) for the ingest API of a county / city
+        import ssl
+
+        tls = {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile or "") or None}
+        if settings.tls_client_ca:
+            tls.update(ssl_ca_certs=str(settings.tls_client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    uvicorn.run(create_app(settings, store), host=settings.host, port=settings.port, log_level="warning", **tls)
 
 
 @app.command()
@@ -158,12 +178,16 @@ def _demo_watchlists(settings: Settings, store, url: str) -> None:  # noqa: ANN0
 
 @app.command("serve")
 def serve_cmd(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
-              config: ConfigOpt = None, sip_port: SipPortOpt = None) -> None:
-    """启动服务（升级数据库后）/ run the server (after upgrading the database)."""
+              config: ConfigOpt = None, sip_port: SipPortOpt = None,
+              certfile: Annotated[Path | None, typer.Option("--certfile", help="TLS 证书 / certificate (PEM)")] = None,
+              keyfile: Annotated[Path | None, typer.Option("--keyfile", help="TLS 私钥 / private key (PEM)")] = None,
+              ) -> None:
+    """启动服务（升级数据库后）/ run the server (after upgrading the database); HTTPS with --certfile/--keyfile."""
     settings = _settings(config, host=host, port=port, data_dir=data_dir, sip_port=sip_port,
-                         sip_enabled=True if sip_port else None)
+                         sip_enabled=True if sip_port else None, tls_certfile=certfile, tls_keyfile=keyfile)
     store = _store(settings)
-    console.print(f"anfang {settings.role.value} node {settings.node_id}: http://{settings.host}:{settings.port}/")
+    scheme = "https" if settings.tls_certfile else "http"
+    console.print(f"anfang {settings.role.value} node {settings.node_id}: {scheme}://{settings.host}:{settings.port}/")
     _serve(settings, store)
 
 
@@ -208,20 +232,26 @@ def import_cmd(kind: Annotated[Kind, typer.Argument(help="数据类别 / kind")]
 
 @app.command("export")
 def export_cmd(kind: Annotated[Kind, typer.Argument(help="数据类别 / kind")],
-               file: Annotated[Path, typer.Argument(help="输出 XLSX 文件")],
+               file: Annotated[Path, typer.Argument(help="输出 XLSX 文件（.csv 则为 CSV）")],
                operator: Annotated[str, typer.Option(help="操作人（记入审计）/ operator name")] = "cli",
+               reason: Annotated[str | None, typer.Option(help="导出事由（记入导出登记）/ reason")] = None,
                data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
-    """导出为 XLSX / export to XLSX."""
-    from anfang.registry.exporter import export_xlsx
+    """导出为 XLSX 或 CSV（带导出水印）/ export to XLSX or CSV, watermarked (docs/security.md)."""
+    from anfang.registry.exporter import export_csv, export_xlsx
     from anfang.security.scope import Principal
+    from anfang.security.watermark import new_mark
 
     settings = _settings(config, data_dir=data_dir)
     store = _store(settings)
+    principal = Principal.system(operator)
+    fmt = "csv" if file.suffix.lower() == ".csv" else "xlsx"
+    mark = new_mark(store, principal, kind.value, fmt, file.name, reason=reason)
     with _progress() as bar:
         task = bar.add_task(f"导出 {kind.value}", total=None)
-        n = export_xlsx(store, kind.value, file, Principal.system(operator),
-                        progress=lambda done, total: bar.update(task, completed=done, total=total))
-    console.print(f"已导出 {n} 行到 {file}")
+        n = (export_csv if fmt == "csv" else export_xlsx)(
+            store, kind.value, file, principal, mark=mark,
+            progress=lambda done, total: bar.update(task, completed=done, total=total))
+    console.print(f"已导出 {n} 行到 {file}（请求号 {mark.request_id}）")
 
 
 @audit_app.command("verify")
@@ -257,6 +287,59 @@ def users_create(username: str, role: Role,
                            county_code=county_code, community_code=community_code, police_area_id=police_area_id,
                            grid_id=grid_id, person_id=person_id)
         console.print(f"已创建用户 / created user {user.username} ({user.role})")
+
+
+@users_app.command("unlock")
+def users_unlock(username: str, data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
+    """解除登录锁定 / lift a failed-login lockout."""
+    from anfang.security.monitoring import unlock_user
+
+    settings = _settings(config, data_dir=data_dir)
+    unlock_user(_store(settings), None, username)
+    console.print(f"已解锁 / unlocked {username}")
+
+
+keys_app = typer.Typer(help="数据加密密钥 / data encryption keys (docs/security.md)", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("status")
+def keys_status(data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
+    """各密钥加密的行数 / rows per key id (\"\" = plaintext not yet encrypted)."""
+    from anfang.security import keys
+
+    settings = _settings(config, data_dir=data_dir)
+    counts = keys.status(_store(settings))
+    table = Table("列 / column", "密钥 / key", "行 / rows")
+    for (column, kid), n in sorted(counts.items()):
+        table.add_row(column, kid or "明文 / plaintext", str(n))
+    console.print(table)
+    console.print(f"主密钥 / primary key: {keys.crypto.keyring().primary}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(data_dir: DataDirOpt = None, config: ConfigOpt = None,
+                batch: Annotated[int, typer.Option(help="每批行数 / rows per batch")] = 1000,
+                new_key: Annotated[bool, typer.Option("--new-key/--reencrypt-only",
+                                                      help="先生成新主密钥 / add a new primary key first")] = True,
+                retire: Annotated[bool, typer.Option("--retire/--keep-old",
+                                                     help="完成后删除旧密钥 / drop old keys when done")] = False,
+                ) -> None:
+    """轮换密钥：新主密钥 + 分批重新加密（服务不停）/ rotate: new primary key, re-encrypt in batches online."""
+    from anfang.security import keys
+
+    settings = _settings(config, data_dir=data_dir)
+    store = _store(settings)
+    if new_key:
+        kid = keys.add_primary_key(settings)
+        console.print(f"新主密钥 / new primary key {kid} (旧密钥仍可解密 / old keys still decrypt)")
+    with _progress() as bar:
+        task = bar.add_task("重新加密 / re-encrypting", total=None)
+        done = keys.reencrypt(store, batch=batch, progress=lambda n: bar.update(task, advance=n))
+    console.print(f"已重新加密 / re-encrypted {done} 个值 / values")
+    if retire:
+        gone = keys.retire_old_keys(store, settings)
+        console.print(f"已删除旧密钥 / retired keys: {', '.join(gone) or '—'}")
 
 
 def _add_viid() -> None:

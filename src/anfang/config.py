@@ -85,6 +85,45 @@ class Settings(BaseSettings):
     sip_uppers: list[dict] = Field(default_factory=list)  # cascade: [{server_id, host, port, password, ...}]
     sip_simulate: int = 0  # simulated devices started with the server (the demo sets a few)
 
+    # Data security (docs/security.md). Encryption at rest: the data keys' JSON (ANFANG_DATA_KEYS) or key file
+    # (default data_dir/keys/data-keys.json, generated when absent).
+    data_keys: str | None = Field(default=None, repr=False, description="data key set as JSON (overrides the file)")
+    data_key_file: Path | None = None
+    # Sessions: absolute lifetime is session_hours; idle expiry after session_idle_minutes without a request.
+    session_idle_minutes: float = 30.0
+    # Login protection: lockout after login_lockout_failures failed logins in a row, for login_lockout_minutes.
+    login_lockout_failures: int = 5
+    login_lockout_minutes: float = 15.0
+    totp_required_roles: list[str] = Field(default_factory=list)  # e.g. ["city_admin", "county_admin", "police"]
+    totp_issuer: str = "anfang"
+    # Access monitoring: persons read in a day above max(monitor_min_reads, monitor_factor × the account's mean
+    # daily reads over monitor_baseline_days); access between monitor_quiet_hours (local time, start–end).
+    monitor_min_reads: int = 500
+    monitor_factor: float = 3.0
+    monitor_baseline_days: int = 14
+    monitor_quiet_hours: tuple[int, int] = (0, 6)
+    monitor_timezone: str = "Asia/Shanghai"
+    monitor_failed_logins_client: int = 20  # failed logins from one client within 15 minutes (password spraying)
+    # Transport: HSTS when served over TLS (tls_certfile / tls_keyfile below, or a TLS proxy), CSRF origin check
+    # (trusted extra origins, path prefixes never checked: device endpoints, which carry no cookies anyway).
+    hsts_seconds: int = 31_536_000
+    csrf_trusted_origins: list[str] = Field(default_factory=list)
+    csrf_exempt_paths: list[str] = Field(default_factory=lambda: ["/VIID", "/api/iot"])
+
+    # Tiered platforms (docs/federation.md): parents this node forwards to ([{node_id, transport: https|nats, url,
+    # secret, nats_url, ca_file, cert_file, key_file}]), children it accepts ([{node_id, secret, role}])
+    federation_parents: list[dict] = Field(default_factory=list)
+    federation_children: list[dict] = Field(default_factory=list)
+    federation_forwarder: bool = True  # run the forwarders inside `serve` (off: `anfang federation forward`)
+    federation_batch: int = 500  # records per batch sent up
+    federation_nats_url: str | None = None  # JetStream of the nats transport (default nats_url)
+    federation_receive_nats: bool = True  # with children: consume this node's JetStream stream
+    # HTTPS for `serve` (the ingest API of a county / city): certificate and key files; a CA file to require and
+    # verify client certificates (mTLS between nodes)
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    tls_client_ca: Path | None = None
+
     @model_validator(mode="after")
     def _default_db(self) -> Settings:
         if not self.database_url:

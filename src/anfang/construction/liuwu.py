@@ -96,18 +96,23 @@ def record(store: Store, community_code: str, category: str, occurred_on: date, 
 
 def parse_table(data: bytes, filename: str = "incidents.csv") -> list[tuple[str, str, date, int, str]]:
     """Rows ``(community_code, category, day, count, note)`` of an incident table; a bad row is an error naming it."""
-    if filename.lower().endswith(".xlsx"):
-        from openpyxl import load_workbook
+    try:
+        if filename.lower().endswith(".xlsx"):
+            from openpyxl import load_workbook
 
-        ws = load_workbook(io.BytesIO(data), read_only=True, data_only=True).active
-        rows = [["" if v is None else (v.date().isoformat() if isinstance(v, datetime) else str(v)) for v in r]
-                for r in ws.iter_rows(values_only=True)]
-    else:
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            text = data.decode("gb18030")
-        rows = list(csv.reader(io.StringIO(text)))
+            ws = load_workbook(io.BytesIO(data), read_only=True, data_only=True).active
+            rows = [["" if v is None else (v.date().isoformat() if isinstance(v, datetime) else str(v)) for v in r]
+                    for r in ws.iter_rows(values_only=True)]
+        else:
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                text = data.decode("gb18030")
+            rows = list(csv.reader(io.StringIO(text, newline="")))
+    except ValidationError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any unreadable upload (bad zip, bad CSV quoting, bad encoding) is a 4xx
+        raise ValidationError(f"无法读取表格 / unreadable table: {exc}") from exc
     if not rows:
         raise ValidationError("表格为空 / empty table")
     head = [h.strip() for h in rows[0]]

@@ -40,6 +40,7 @@ from anfang.registry.models import (
     Vehicle,
     WorkUnit,
 )
+from anfang.security.crypto import blind_id_number, blind_phone
 from anfang.security.roles import Role, role_label
 from anfang.security.service import create_user
 from anfang.store.engine import Store
@@ -626,8 +627,9 @@ class _Generator:
             tags.add("key_person")
         rate = leaf.community.verify_rate - (0.04 if pop != "registered" else 0.0)
         by = leaf.grid.worker if rng.random() < 0.7 else (leaf.community.area.officer if leaf.community.area else "")
-        row = {"id": self.new_id("persons"), "id_number": id_number, "name": name, "gender": gender,
-               "birth_date": birth, "phone": phone, "hukou_address": hukou, "population_type": pop,
+        row = {"id": self.new_id("persons"), "id_number": id_number, "id_number_hash": blind_id_number(id_number),
+               "name": name, "gender": gender, "birth_date": birth, "phone": phone,
+               "phone_hash": blind_phone(phone) if phone else None, "hukou_address": hukou, "population_type": pop,
                "labels": [k for k in _LABEL_ORDER if k in tags], "address_id": leaf.address_id,
                **self.verification(rate, by)}
         return _P(row["id"], name, gender, age, phone), row

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 import segno
@@ -107,8 +108,9 @@ def _level(level: str) -> str:
     return vocab.label(vocab.ADDRESS_LEVELS, level)
 
 
-def svg_sheet(cards: Iterable[Card], heading: str) -> str:
-    """All cards on one tall SVG page (mm units), three to a row."""
+def svg_sheet(cards: Iterable[Card], heading: str, mark: Any = None) -> str:
+    """All cards on one tall SVG page (mm units), three to a row. With a watermark (anfang.security.watermark.Mark),
+    its visible line is printed under the heading and its fingerprint kept in the SVG's metadata."""
     cards = list(cards)
     rows = max(1, (len(cards) + COLS - 1) // COLS)
     width = MARGIN_X * 2 + COLS * CARD_W
@@ -117,6 +119,10 @@ def svg_sheet(cards: Iterable[Card], heading: str) -> str:
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}mm" height="{height}mm" '
            f'viewBox="0 0 {width} {height}" font-family="{font}">',
            f'<text x="{MARGIN_X}" y="{MARGIN_Y + 4}" font-size="5">{escape(heading)}</text>']
+    if mark is not None:
+        out.append(f'<metadata>{escape(mark.meta_keywords())}</metadata>')
+        out.append(f'<text x="{MARGIN_X}" y="{MARGIN_Y + 8.5}" font-size="2.2" fill="#8a8a8a">'
+                   f'{escape(mark.visible_line())}</text>')
     for i, c in enumerate(cards):
         x = MARGIN_X + (i % COLS) * CARD_W
         y = MARGIN_Y + 10 + (i // COLS) * CARD_H
@@ -140,8 +146,9 @@ def _wrap(text: str, n: int) -> list[str]:
     return [text[i:i + n] for i in range(0, len(text), n)] or [""]
 
 
-def pdf_sheet(cards: Iterable[Card], heading: str) -> bytes:
-    """A4 pages of 3 × 4 cards; raises FontMissing when no Chinese font is installed."""
+def pdf_sheet(cards: Iterable[Card], heading: str, mark: Any = None) -> bytes:
+    """A4 pages of 3 × 4 cards; raises FontMissing when no Chinese font is installed. With a watermark
+    (anfang.security.watermark.Mark) every page carries its visible line and the document its metadata."""
     from fpdf import FPDF
 
     font_path, index = find_cjk_font()
@@ -158,6 +165,10 @@ def pdf_sheet(cards: Iterable[Card], heading: str) -> bytes:
             pdf.set_font("cjk", size=10)
             pdf.set_xy(MARGIN_X, 5)
             pdf.cell(0, 6, f"{heading}  （第 {i // per_page + 1} 页 / page {i // per_page + 1}）")
+            if mark is not None:
+                from anfang.security.watermark import pdf_stamp_page
+
+                pdf_stamp_page(pdf, mark, "cjk")
         k = i % per_page
         x = MARGIN_X + (k % COLS) * CARD_W
         y = MARGIN_Y + (k // COLS) * CARD_H
@@ -184,6 +195,10 @@ def pdf_sheet(cards: Iterable[Card], heading: str) -> bytes:
         pdf.cell(CARD_W - 4, 3, f"{_level(c.level)} · 扫码登记 / scan to register", align="C")
     if not cards:
         pdf.add_page()
+    if mark is not None:
+        from anfang.security.watermark import pdf_metadata
+
+        pdf_metadata(pdf, mark)
     return bytes(pdf.output())
 
 

@@ -276,10 +276,20 @@ def sheet(request: Request, address_id: int, fmt: str, p: CurrentPrincipal) -> R
     a = request.app.state.registry.get_address(p, address_id)
     cards = sheets.cards_for(dp(request).plates_under(a["code"]), base_url(request))
     heading = f"{a['full_name']} 门牌二维码 / door plates"
+    # Traceable export: visible line and hidden fingerprint, logged with the plates' serials (docs/security.md).
+    from anfang.security.watermark import log_export, new_mark
+
+    store = request.app.state.store
+    mark = new_mark(store, p, "doorplate-sheet", fmt, f"plates-{a['code']}.{fmt}",
+                    filters={"address_code": a["code"]})
     if fmt == "svg":
-        return Response(sheets.svg_sheet(cards, heading), media_type="image/svg+xml")
-    return Response(sheets.pdf_sheet(cards, heading), media_type="application/pdf",
-                    headers={"Content-Disposition": f'attachment; filename="plates-{a["code"]}.pdf"'})
+        body: str | bytes = sheets.svg_sheet(cards, heading, mark)
+        media, headers = "image/svg+xml", {}
+    else:
+        body = sheets.pdf_sheet(cards, heading, mark)
+        media, headers = "application/pdf", {"Content-Disposition": f'attachment; filename="plates-{a["code"]}.pdf"'}
+    log_export(store, mark, len(cards), [c.serial for c in cards])
+    return Response(body, media_type=media, headers=headers)
 
 
 # ---- the door's access control -------------------------------------------------------------------------------

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Float, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from anfang.security.crypto import EncryptedBytes
 from anfang.store.base import Base, UtcDateTime, utcnow
 
 
@@ -35,7 +36,8 @@ class FaceEntry(Base):
     person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"), index=True)
     photo_path: Mapped[str] = mapped_column(String(256))  # relative to the data directory
     photo_sha256: Mapped[str] = mapped_column(String(64))
-    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # 128 little-endian float32 = 512 bytes
+    # 128 little-endian float32 = 512 bytes, stored AES-GCM encrypted (anfang.security.crypto)
+    embedding: Mapped[bytes] = mapped_column(EncryptedBytes("face_entries.embedding"))
     box: Mapped[str] = mapped_column(String(64), default="")  # "left,top,right,bottom" in the photo
     detected: Mapped[bool] = mapped_column(Boolean, default=True)  # False: whole crop taken as the face
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

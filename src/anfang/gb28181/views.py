@@ -82,7 +82,8 @@ def list_devices(store: Store, p: Principal, *, status: str | None = None, q: st
     if status:
         cond.append(Device.status == status)
     if q:
-        cond.append(or_(Device.device_id.startswith(q), Device.name.contains(q)))
+        # autoescape: % and _ in the search text are literal, not LIKE wildcards
+        cond.append(or_(Device.device_id.startswith(q, autoescape=True), Device.name.contains(q, autoescape=True)))
     counts = (select(Channel.device_pk, func.count().label("n")).group_by(Channel.device_pk).subquery())
     with store.session() as s:
         total = s.scalar(select(func.count()).select_from(Device).where(*cond)) or 0

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,11 @@ from anfang.security import audit
 from anfang.security.masking import mask_fields
 from anfang.security.roles import BULK, Role
 from anfang.security.scope import Principal, address_condition, person_condition
+from anfang.security.watermark import CARRIERS, CHINA_TZ, ROW_KEY, Mark, log_export, new_mark, xlsx_decorate
+from anfang.store.base import utcnow
 from anfang.store.engine import Store
 
-__all__ = ["export_csv", "export_xlsx", "export_rows", "FILTERS"]
+__all__ = ["export_csv", "export_xlsx", "export_rows", "export_authorised", "count_rows", "FILTERS"]
 
 Progress = Callable[[int, int], None]
 _TOP = "\U0010ffff"  # sorts after every character: [prefix, prefix + _TOP) is the prefix range
@@ -145,23 +149,46 @@ def _filtered(kind: str, stmt: Select, filters: dict[str, Any]) -> Select:
     return stmt.where(*conds) if conds else stmt
 
 
-def _check(kind: str, principal: Principal) -> None:
+def _check(kind: str, principal: Principal, approved: bool = False) -> None:
     if kind not in COLUMNS:
         raise ValidationError(f"未知的数据类别：{kind}（可选：{'、'.join(KINDS)}）")
-    if principal.role not in BULK:
+    # Other roles export only what a supervisor approved (anfang.security.approvals), still within their scope.
+    if principal.role not in BULK and not approved:
         raise Forbidden(f"当前角色无权批量导出 / role {principal.role.value} may not bulk export")
 
 
-def export_rows(store: Store, kind: str, principal: Principal, progress: Progress | None = None,
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # not allowed in XML: openpyxl refuses the whole file
+
+
+def neutralise(v: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (``=HYPERLINK(...)``, ``+cmd|...``, ``@SUM(...)``: CSV
+    injection) gets a leading apostrophe, so Excel and WPS show it as text; the importer removes it again.
+    Control characters (which a stored name may hold) are dropped: one of them made every XLSX export fail."""
+    if not isinstance(v, str):
+        return v
+    v = _CONTROL_RE.sub("", v)
+    return "'" + v if v.startswith(FORMULA_START) else v
+
+
+def export_rows(store: Store, kind: str, principal: Principal, progress: Progress | None = None, *,
+                mark: Mark | None = None, row_keys: list[Any] | None = None,
                 **filters: Any) -> Iterator[list[Any]]:
     """The header row (Chinese column names, as import reads them), then one list of cell values per record,
-    scoped and masked for principal. Not audited by itself: export_xlsx / export_csv audit the file."""
-    _check(kind, principal)
+    scoped and masked for principal. Not audited by itself: export_xlsx / export_csv audit the file.
+
+    With a watermark ``mark``, one text cell of each row (a column of anfang.security.watermark.CARRIERS, in turn)
+    carries its invisible fingerprint; ``row_keys`` collects each row's record key for the export log."""
+    _check(kind, principal, approved=mark is not None and mark.approval_id is not None)
     stmt, formats = _query(kind, principal)
     stmt = _filtered(kind, stmt, filters)
     cols = COLUMNS[kind]
     fields = [c.field for c in cols]
     masked = [(c.field, c.mask_as) for c in cols if c.mask_as]
+    carriers = [i for i, f in enumerate(fields) if f in CARRIERS.get(kind, ())] if mark is not None else []
+    key_index = fields.index(ROW_KEY[kind]) if ROW_KEY.get(kind) in fields else 0
     role = principal.role
     yield [c.zh for c in cols]
     with store.engine.connect() as conn:
@@ -185,7 +212,12 @@ def export_rows(store: Store, kind: str, principal: Principal, progress: Progres
                     v = fmt(v)
                 elif isinstance(v, date):
                     v = v.isoformat()
-                out.append("" if v is None else v)
+                out.append("" if v is None else neutralise(v))
+            if row_keys is not None:
+                row_keys.append(out[key_index])
+            if carriers:  # one carrier cell per row, the column rotating: every row carries the fingerprint
+                i = carriers[done % len(carriers)]
+                out[i] = mark.embed(out[i])  # type: ignore[union-attr]
             yield out
             done += 1
             if progress and done % 5000 == 0:
@@ -194,22 +226,28 @@ def export_rows(store: Store, kind: str, principal: Principal, progress: Progres
             progress(done, done)
 
 
-def _audit(store: Store, principal: Principal, kind: str, path: Path, rows: int, filters: dict[str, Any]) -> None:
+def _audit(store: Store, principal: Principal, kind: str, path: Path, rows: int, filters: dict[str, Any],
+           mark: Mark | None = None) -> None:
     detail = {"file": path.name, "rows": rows}
     if filters:
         detail["filters"] = {k: str(v) for k, v in filters.items() if v not in (None, "")}
-    audit.record(store, principal, "export", kind, [], detail=json.dumps(detail, ensure_ascii=False,
-                                                                         separators=(",", ":")))
+    audit.record(store, principal, "export", kind, [mark.request_id] if mark else [],
+                 detail=json.dumps(detail, ensure_ascii=False, separators=(",", ":")))
 
 
-def export_xlsx(store: Store, kind: str, path: Path, principal: Principal, progress: Progress | None = None,
-                **filters: Any) -> int:
+def export_xlsx(store: Store, kind: str, path: Path, principal: Principal, progress: Progress | None = None, *,
+                mark: Mark | None = None, **filters: Any) -> int:
     """Write kind's records in the principal's scope to an XLSX file (openpyxl write-only); returns the number of
-    data rows. Identity numbers and codes are written as text, so Excel does not turn them into numbers."""
+    data rows. Identity numbers and codes are written as text, so Excel does not turn them into numbers.
+
+    Every file is watermarked (anfang.security.watermark; a fresh mark unless one is given) and logged in the
+    export log with its row keys."""
     from openpyxl import Workbook
 
     path = Path(path)
-    rows = export_rows(store, kind, principal, progress, **filters)
+    mark = mark or new_mark(store, principal, kind, "xlsx", path.name, filters=filters)
+    keys: list[Any] = []
+    rows = export_rows(store, kind, principal, progress, mark=mark, row_keys=keys, **filters)
     header = next(rows)
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(kind)
@@ -218,17 +256,22 @@ def export_xlsx(store: Store, kind: str, path: Path, principal: Principal, progr
     for r in rows:
         ws.append(r)
         n += 1
+    xlsx_decorate(wb, mark, [ws])
     path.parent.mkdir(parents=True, exist_ok=True)
     wb.save(path)
-    _audit(store, principal, kind, path, n, filters)
+    log_export(store, mark, n, keys)
+    _audit(store, principal, kind, path, n, filters, mark)
     return n
 
 
-def export_csv(store: Store, kind: str, path: Path, principal: Principal, progress: Progress | None = None,
-               **filters: Any) -> int:
-    """Like export_xlsx, as UTF-8 CSV with a BOM (Excel opens it with the right encoding)."""
+def export_csv(store: Store, kind: str, path: Path, principal: Principal, progress: Progress | None = None, *,
+               mark: Mark | None = None, **filters: Any) -> int:
+    """Like export_xlsx, as UTF-8 CSV with a BOM (Excel opens it with the right encoding); the last line is the
+    visible watermark (「【导出水印】…」, skipped by the importer)."""
     path = Path(path)
-    rows = export_rows(store, kind, principal, progress, **filters)
+    mark = mark or new_mark(store, principal, kind, "csv", path.name, filters=filters)
+    keys: list[Any] = []
+    rows = export_rows(store, kind, principal, progress, mark=mark, row_keys=keys, **filters)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = -1
     with path.open("w", encoding="utf-8-sig", newline="") as f:
@@ -236,5 +279,79 @@ def export_csv(store: Store, kind: str, path: Path, principal: Principal, progre
         for r in rows:
             w.writerow(r)
             n += 1
-    _audit(store, principal, kind, path, n, filters)
+        w.writerow([mark.visible_line()])
+    log_export(store, mark, n, keys)
+    _audit(store, principal, kind, path, n, filters, mark)
     return n
+
+
+# ---- the gated export of the API and the console (数据查询授权 + 导出水印) ----------------------------------
+KIND_LABELS: dict[str, str] = {"regions": "行政区划", "addresses": "标准地址", "persons": "实有人口",
+                               "houses": "实有房屋", "units": "实有单位", "vehicles": "车辆"}
+MEDIA_TYPES = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+               "csv": "text/csv; charset=utf-8"}
+
+
+def count_rows(store: Store, kind: str, principal: Principal, **filters: Any) -> int:
+    """How many rows an export of kind with these filters would hold for principal (scope applied)."""
+    if kind not in COLUMNS:
+        raise ValidationError(f"未知的数据类别：{kind}（可选：{'、'.join(KINDS)}）")
+    stmt, _ = _query(kind, principal)
+    stmt = _filtered(kind, stmt, filters)
+    with store.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar_one()
+
+
+@dataclass
+class ExportedFile:
+    """A written export in its own temporary directory; serve ``path`` and call ``cleanup()`` afterwards."""
+
+    path: Path
+    filename: str
+    media_type: str
+    rows: int
+    mark: Mark
+
+    def cleanup(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.path.parent, ignore_errors=True)
+
+
+def export_authorised(store: Store, kind: str, fmt: str, principal: Principal, *, reason: str | None = None,
+                 approval_id: int | None = None, **filters: Any) -> ExportedFile:
+    """An export as the API and the console serve it: authorised by the query policy, then written with its
+    watermark. A bulk export (more rows than the policy's threshold, an area of a town or wider, or a role that
+    may not bulk export on its own) needs a reason and, by role, a supervisor's approval: it raises
+    approvals.ReasonRequired or approvals.ApprovalPending (naming the request) until then."""
+    import tempfile
+
+    from anfang.security import approvals
+
+    if fmt not in MEDIA_TYPES:
+        raise ValidationError("格式应为 xlsx 或 csv / format must be xlsx or csv")
+    filters = {k: str(v).strip() for k, v in filters.items() if v not in (None, "")}
+    n = count_rows(store, kind, principal, **filters)
+    policy = approvals.load_policy()
+    level = approvals.requested_level(store, principal, filters)
+    bulk = principal.role not in BULK or approvals.is_wide(level, policy) or n > policy.bulk_export_rows
+    grant = None
+    if bulk:
+        area = approvals.AREA_LABELS[level][0]
+        where = "，".join(f"{k}={v}" for k, v in filters.items()) or "全部辖区"
+        summary = f"导出{KIND_LABELS.get(kind, kind)}{n}条，范围：{area}（{where}）"
+        grant = approvals.authorise(store, principal, query_kind="bulk_export", target=f"export:{kind}",
+                                    params=filters, summary=summary, reason=reason, approval_id=approval_id,
+                                    policy=policy)
+    stamp = utcnow().astimezone(CHINA_TZ).strftime("%Y%m%d-%H%M")
+    filename = f"{kind}-{stamp}.{fmt}"
+    mark = new_mark(store, principal, kind, fmt, filename, reason=grant.reason if grant else (reason or None),
+                    approval_id=grant.approval_id if grant else None, filters=filters)
+    path = Path(tempfile.mkdtemp(prefix="anfang-export-")) / filename  # streamed from disk, not held in memory
+    writer = export_xlsx if fmt == "xlsx" else export_csv
+    try:
+        rows = writer(store, kind, path, principal, mark=mark, **filters)
+    except BaseException:
+        ExportedFile(path, filename, "", 0, mark).cleanup()
+        raise
+    return ExportedFile(path=path, filename=filename, media_type=MEDIA_TYPES[fmt], rows=rows, mark=mark)

@@ -64,10 +64,11 @@ from anfang.registry.columns import (
     normalize_header,
 )
 from anfang.registry.models import Address, Grid, House, Person, PoliceArea, PoliceStation, Region, Vehicle, WorkUnit
-from anfang.security import audit
+from anfang.security import audit, crypto
 from anfang.security.masking import mask_id_number, mask_phone
 from anfang.security.roles import BULK, Role
 from anfang.security.scope import Principal
+from anfang.security.watermark import WATERMARK_PREFIX, ZERO_WIDTH, strip_zero_width
 from anfang.store.base import utcnow
 from anfang.store.engine import Store
 
@@ -114,8 +115,10 @@ class ImportReport:
         user can fix them and import the report file itself: extra 行号/错误原因 columns are ignored on import."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        from anfang.registry.exporter import neutralise  # the file's own cells may be formulas: written as text
+
         header = ["行号", "错误原因", *self.headers]
-        rows = ([e.row, e.reason, *(e.raw.get(h, "") for h in self.headers)] for e in self.errors)
+        rows = ([e.row, e.reason, *(neutralise(e.raw.get(h, "")) for h in self.headers)] for e in self.errors)
         if path.suffix.lower() == ".xlsx":
             from openpyxl import Workbook
 
@@ -166,12 +169,23 @@ def _detect_encoding(path: Path) -> tuple[str, int]:
     return encoding, newlines
 
 
+def _as_typed(text: str) -> str:
+    """A text cell without what an export added: the invisible watermark (anfang.security.watermark) and the
+    apostrophe before formula-like text (anfang.registry.exporter.neutralise), so a re-import is idempotent."""
+    if not text.isascii() and _ZERO_WIDTH_ANY.search(text):  # the common cell has none: one C-level scan
+        text = strip_zero_width(text)
+    return text[1:] if text[:1] == "'" and text[1:2] and text[1] in "=+-@\t\r" else text
+
+
+_ZERO_WIDTH_ANY = re.compile("[" + "".join(sorted(ZERO_WIDTH)) + "]")
+
+
 def _cell_text(v: Any) -> str:
     """Text of an XLSX cell as the user typed it (numbers without a trailing .0, dates as YYYY-MM-DD)."""
     if v is None:
         return ""
     if isinstance(v, str):
-        return v
+        return _as_typed(v)
     if isinstance(v, bool):
         return "是" if v else "否"
     if isinstance(v, float):
@@ -213,7 +227,10 @@ def read_rows(path: Path) -> _Source:
 
         def xrows() -> Iterator[tuple[int, list[str]]]:
             for n, row in enumerate(it, start=2):
-                yield n, [_cell_text(v) for v in row]
+                cells = [_cell_text(v) for v in row]
+                if cells and cells[0].startswith(WATERMARK_PREFIX):
+                    continue  # an export's visible watermark line
+                yield n, cells
 
         return _Source(header, xrows(), estimated, wb.close)
     if suffix not in (".csv", ".txt"):
@@ -233,7 +250,13 @@ def read_rows(path: Path) -> _Source:
 
     def crows() -> Iterator[tuple[int, list[str]]]:
         try:
-            yield from enumerate(reader, start=2)
+            for n, cells in enumerate(reader, start=2):
+                if cells and cells[0].startswith(WATERMARK_PREFIX):
+                    continue  # an export's visible watermark line
+                row = "".join(cells)  # most rows need no cleaning: one check of the whole row first
+                if "'" in row or (not row.isascii() and _ZERO_WIDTH_ANY.search(row)):
+                    cells = [_as_typed(c) for c in cells]
+                yield n, cells
         except UnicodeDecodeError:
             raise ValidationError("文件编码无法识别（请保存为 UTF-8 或 GB18030） / unknown encoding") from None
         except csv.Error as exc:
@@ -360,6 +383,8 @@ class _Kind:
     kind: str
     table: Table
     key: str  # key column of the table
+    conflict: str | None = None  # the unique column of the upsert when not key (persons: the ID number's hash)
+    probe: str | None = None  # the column probed for stored keys when not key (a record field of the same name)
     write_cols: tuple[str, ...]  # every column written (inserts need all of them)
     always: tuple[str, ...]  # columns set on every upsert, whatever columns the file has
     optional: dict[str, tuple[str, ...]] = {}  # file column -> table columns it sets
@@ -407,6 +432,10 @@ class _Kind:
 
     def existing(self, rec: dict[str, Any]) -> dict[str, Any] | None:
         raise NotImplementedError
+
+    def stored_keys(self, conn: Connection, keys: list[Any]) -> list[Any]:
+        """Which of keys are stored."""
+        return _stored_keys(conn, self.table.name, self.key, keys)
 
     def resolve(self, rec: dict[str, Any], ex: dict[str, Any] | None) -> dict[str, Any]:
         """The full parameter dict (every write column) for rec, given the stored record ex."""
@@ -725,11 +754,14 @@ class _Persons(_AddressUser):
     kind = "persons"
     table = Person.__table__
     key = "id_number"
-    write_cols = ("id_number", "name", "gender", "birth_date", "phone", "hukou_address", "population_type", "labels",
-                  "address_id", "verification", "verified_by", "verified_at", "updated_at")
+    conflict = probe = "id_number_hash"  # id_number is stored encrypted (anfang.security.crypto); its hash is unique
+    write_cols = ("id_number", "id_number_hash", "name", "gender", "birth_date", "phone", "phone_hash",
+                  "hukou_address", "population_type", "labels", "address_id", "verification", "verified_by",
+                  "verified_at", "updated_at")
     always = ("name", "gender", "birth_date", "updated_at")
-    optional = {"phone": ("phone",), "hukou_address": ("hukou_address",), "population_type": ("population_type",),
-                "labels": ("labels",), "address_code": ("address_id",), "verification": ("verification",)}
+    optional = {"phone": ("phone", "phone_hash"), "hukou_address": ("hukou_address",),
+                "population_type": ("population_type",), "labels": ("labels",),
+                "address_code": ("address_id",), "verification": ("verification",)}
     verified = True
     speculative = True
 
@@ -745,6 +777,13 @@ class _Persons(_AddressUser):
         self.fresh = {**self.defaults(), "updated_at": self.now}  # parameters of a new person before its row
         self.by_key: dict[str, dict[str, Any]] = {}
         self.by_id: dict[int, dict[str, Any]] = {}
+        ring = crypto.keyring()
+        self.blind = ring.blind  # keyed hashes of the encrypted ID number and phone
+        self.blind_id, self.blind_phone = ring.blinder("id_number"), ring.blinder("phone")
+
+    def stored_keys(self, conn: Connection, keys: list[Any]) -> list[Any]:
+        by_hash = {self.blind(k, "id_number"): k for k in keys}
+        return [by_hash[h] for h in _stored_keys(conn, self.table.name, "id_number_hash", list(by_hash))]
 
     def parse(self, cells: list[str]) -> dict[str, Any]:
         # The hot path of a 2.5-million-row import: plain locals, no per-column indirection.
@@ -765,6 +804,7 @@ class _Persons(_AddressUser):
             try:
                 info = ids.parse_id_number(raw_id, today=self.today)
                 rec["id_number"] = info.number
+                rec["id_number_hash"] = self.blind_id(info.number)
                 rec["gender"] = info.gender
                 rec["birth_date"] = info.birth_date
             except ValidationError as e:
@@ -795,7 +835,9 @@ class _Persons(_AddressUser):
         i = self.i_phone
         if i is not None:
             try:
-                rec["phone"] = _phone(cells[i], "手机号")
+                phone = rec["phone"] = _phone(cells[i], "手机号")
+                rec["phone_hash"] = self.blind_phone(crypto.normalise_phone(phone)) \
+                    if phone and not isinstance(phone, _Masked) else None
             except RowFault as e:
                 bad.append(e.reason)
         i = self.i_hukou
@@ -869,8 +911,9 @@ class _Persons(_AddressUser):
         keys = [r["id_number"] for r in recs if not isinstance(r["id_number"], _Masked)]
         rids = [r["record_id"] for r in recs if isinstance(r["id_number"], _Masked)]
         if keys:  # probe the unique index first (no row decoding); load whole rows only for the ones stored
-            keys = _stored_keys(self.conn, t.name, "id_number", keys)
-        self.by_key = _rows_by(self.conn, stmt.where(t.c.id_number.in_(keys)), "id_number") if keys else {}
+            keys = self.stored_keys(self.conn, keys)
+        hashes = [self.blind(k, "id_number") for k in keys]
+        self.by_key = _rows_by(self.conn, stmt.where(t.c.id_number_hash.in_(hashes)), "id_number") if keys else {}
         self.by_id = _rows_by(self.conn, stmt.where(t.c.id.in_(rids)), "id") if rids else {}
 
     def existing(self, rec: dict[str, Any]) -> dict[str, Any] | None:
@@ -904,6 +947,7 @@ class _Persons(_AddressUser):
             if rec.get("birth_given", info.birth_date) != info.birth_date:
                 raise RowFault(f"出生日期与身份证号不符：身份证号为{info.birth_date.isoformat()}")
             rec["id_number"], rec["gender"], rec["birth_date"] = info.number, info.gender, info.birth_date
+            rec["id_number_hash"] = self.blind(info.number, "id_number")
         if self.county and ex is not None and ex["_county"] != self.county:
             raise RowFault("超出辖区：该人员现登记的住址不在您管辖的县（市、区）内 / outside your jurisdiction")
         params = self.base(ex)
@@ -911,12 +955,14 @@ class _Persons(_AddressUser):
         phone = rec.get("phone")
         if phone is not None and isinstance(phone, _Masked):
             params["phone"] = _resolve_mask(phone, ex and ex["phone"], "phone", "手机号")
+        phone = params.get("phone")
+        params["phone_hash"] = self.blind(crypto.normalise_phone(phone), "phone") if phone else None
         if self.has_verification:
             self.verification(params, rec, ex)
         return params
 
     def defaults(self) -> dict[str, Any]:
-        return {"phone": None, "hukou_address": None, "population_type": "registered", "labels": [],
+        return {"phone": None, "phone_hash": None, "hukou_address": None, "population_type": "registered", "labels": [],
                 "address_id": None, "verification": "unverified", "verified_by": None, "verified_at": None}
 
 
@@ -943,7 +989,9 @@ class _Owned(_AddressUser):
         p, a = Person.__table__, Address.__table__
         stmt = select(p.c.id, p.c.id_number, p.c.name, p.c.address_id, a.c.county_code.label("_county")) \
             .outerjoin(a, p.c.address_id == a.c.id)
-        self.owners = _rows_by(self.conn, stmt.where(p.c.id_number.in_(wanted)), "id_number") if wanted else {}
+        blind = crypto.keyring().blind
+        self.owners = _rows_by(self.conn, stmt.where(p.c.id_number_hash.in_([blind(w, "id_number") for w in wanted])),
+                               "id_number") if wanted else {}
 
     def owner(self, rec: dict[str, Any], ex: dict[str, Any] | None, what: str) -> dict[str, Any] | None:
         """The owner person row for rec (None: no owner), or the stored owner when the cell is masked."""
@@ -1288,13 +1336,16 @@ class _Writer:
             stmt = pg_insert(table).from_select([target(c) for c in cols], sel)
             self.stage_types = {c: col_type(c) for c in cols}
             json_cols = {c for c in cols if isinstance(col_type(c), JSON)}
-            self.plan = [(c, _json_text if c in json_cols else None) for c in cols]
+            # COPY takes the values as they are: JSON as text, encrypted columns through their bind processor
+            self.plan = [(c, _json_text if c in json_cols else
+                          _driver_form(col_type(c), conn.dialect) if getattr(col_type(c), "encrypted", False)
+                          else None) for c in cols]
         elif self.dialect == "sqlite":
             stmt = sqlite_insert(table).values({target(c): parent_id(bindparam(c)) if pseudo(c) else bindparam(c)
                                                 for c in cols})
         else:  # pragma: no cover - only the two supported backends
             raise ValidationError(f"不支持的数据库：{self.dialect}")
-        self.stmt = stmt.on_conflict_do_update(index_elements=[k.key],
+        self.stmt = stmt.on_conflict_do_update(index_elements=[k.conflict or k.key],
                                                set_={c: stmt.excluded[c] for c in set_cols})
         if self.dialect == "sqlite":
             compiled = self.stmt.compile(dialect=conn.dialect)
@@ -1355,6 +1406,8 @@ def _driver_form(typ: Any, dialect: Any) -> Callable[[Any], Any] | None:
     proc = typ.dialect_impl(dialect).bind_processor(dialect)
     if proc is None:
         return None
+    if getattr(typ, "encrypted", False):  # a fresh nonce per value: never memoised
+        return typ.bulk_encryptor() if hasattr(typ, "bulk_encryptor") else proc
     if isinstance(typ, Date):
         sample = date(1901, 2, 3)
         if proc(sample) == sample.isoformat():
@@ -1606,15 +1659,15 @@ def _parse_rows(k: _Kind, writer: _Writer, src: _Source, width: int, chunk: int,
         nonlocal rows, errors, count
         out: list[tuple[int, str, dict[str, Any] | None, tuple | None, Any]] = []
         if speculate:
-            keys = [rec[k.key] for _, _, rec in rows if not isinstance(rec[k.key], _Masked)]
-            stored = set(_stored_keys(probe, k.table.name, k.key, keys)) if keys else set()
+            pk = k.probe or k.key  # persons: the ID number's keyed hash, computed while parsing
+            keys = [rec[pk] for _, _, rec in rows if not isinstance(rec[k.key], _Masked)]
+            stored = set(_stored_keys(probe, k.table.name, pk, keys)) if keys else set()
             if end_reads:
                 probe.rollback()  # the parsing process: do not hold a read snapshot while the writer commits
             fresh: list[dict[str, Any]] = []
             fresh_rows: list[tuple[int, str, Any]] = []
             for rownum, joined, rec in rows:
-                key = rec[k.key]
-                if isinstance(key, _Masked) or key in stored:
+                if isinstance(rec[k.key], _Masked) or rec[pk] in stored:
                     out.append((rownum, joined, rec, None, dedupe_key(rec)))
                     continue
                 try:
@@ -1718,7 +1771,8 @@ def _from_children(url: str, kind: str, path: Path, principal: Principal, presen
     for part in range(parts):
         receiver, sender = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_child_main, name=f"anfang-import-parser-{part}", daemon=True,
-                           args=(sender, url, kind, str(path), principal, present, now, width, chunk, part, parts))
+                           args=(sender, url, kind, str(path), principal, present, now, width, chunk, part, parts,
+                                 crypto.exported()))
         proc.start()
         sender.close()
         procs.append(proc)
@@ -1759,8 +1813,10 @@ def _from_children(url: str, kind: str, path: Path, principal: Principal, presen
 
 
 def _child_main(sender: Any, url: str, kind: str, path: str, principal: Principal, present: dict[str, int],
-                now: datetime, width: int, chunk: int, part: int, parts: int) -> None:
-    """Entry point of the parsing process: load the lookups, then read and check rows in file order."""
+                now: datetime, width: int, chunk: int, part: int, parts: int, keys: str) -> None:
+    """Entry point of the parsing process: load the lookups, then read and check rows in file order. keys: the
+    parent's data keys (the parsing process encrypts the new persons' ID numbers and phones)."""
+    crypto.configure(crypto.Keyring(crypto.KeyMaterial.from_json(keys)))
     gc.disable()  # this process makes no reference cycles; the collector would walk millions of live rows
     with contextlib.suppress(OSError, AttributeError):
         os.nice(5)  # the single writer is the pipeline's bottleneck: let it have the CPU when it can use it

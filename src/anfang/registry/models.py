@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
+from anfang.security.crypto import EncryptedText, blind_id_number, blind_phone
 from anfang.store.base import Base, UtcDateTime, ordered_text, utcnow
 
 # Enumerations are kept as short strings (readable in SQL, stable across backends); their allowed values and
@@ -93,21 +94,35 @@ class VerifiedMixin:
 
 
 class Person(VerifiedMixin, Base):
-    """实有人口."""
+    """实有人口. ID number and phone are stored AES-GCM encrypted (anfang.security.crypto); equality search goes
+    through their keyed hashes (blind indexes), kept in step by the validators below (the importer sets them
+    itself)."""
 
     __tablename__ = "persons"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    id_number: Mapped[str] = mapped_column(String(18), unique=True)
+    id_number: Mapped[str] = mapped_column(EncryptedText("persons.id_number", "id_number"))
+    id_number_hash: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(64), index=True)
     gender: Mapped[str] = mapped_column(String(1))  # M | F
     birth_date: Mapped[date] = mapped_column(Date)
-    phone: Mapped[str | None] = mapped_column(String(20), index=True)
+    phone: Mapped[str | None] = mapped_column(EncryptedText("persons.phone", "phone"))
+    phone_hash: Mapped[str | None] = mapped_column(String(32), index=True)
     hukou_address: Mapped[str | None] = mapped_column(String(200))
     population_type: Mapped[str] = mapped_column(String(12), default="registered")  # registered|floating|overseas
     labels: Mapped[list[str]] = mapped_column(JSON, default=list)
     address_id: Mapped[int | None] = mapped_column(ForeignKey("addresses.id"), index=True)  # where the person lives
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
     address: Mapped[Address | None] = relationship(lazy="raise")
+
+    @validates("id_number")
+    def _hash_id_number(self, _key: str, value: str) -> str:
+        self.id_number_hash = blind_id_number(value)
+        return value
+
+    @validates("phone")
+    def _hash_phone(self, _key: str, value: str | None) -> str | None:
+        self.phone_hash = blind_phone(value) if value else None
+        return value
 
 
 class House(VerifiedMixin, Base):
@@ -119,7 +134,7 @@ class House(VerifiedMixin, Base):
     use: Mapped[str] = mapped_column(String(16), default="self_occupied")  # self_occupied|rental|vacant|business
     owner_person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), index=True)
     owner_name: Mapped[str | None] = mapped_column(String(64))
-    owner_phone: Mapped[str | None] = mapped_column(String(20))
+    owner_phone: Mapped[str | None] = mapped_column(EncryptedText("houses.owner_phone"))
     area_m2: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
     address: Mapped[Address] = relationship(lazy="raise")

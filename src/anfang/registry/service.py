@@ -32,6 +32,7 @@ from anfang.registry.schemas import (
     VehicleIn,
 )
 from anfang.security import audit
+from anfang.security.crypto import blind_id_number, blind_phone
 from anfang.security.masking import mask_fields
 from anfang.security.roles import VERIFIERS, WRITERS, Role
 from anfang.security.scope import Principal, address_condition, person_condition
@@ -155,13 +156,13 @@ class RegistryService:
                 .where(person_condition(p)))
         criteria: dict[str, Any] = {}
         if id_number:
-            stmt = stmt.where(Person.id_number == id_number.strip().upper())
+            stmt = stmt.where(Person.id_number_hash == blind_id_number(id_number))  # encrypted: keyed hash
             criteria["id_number"] = id_number
         if name:
             stmt = stmt.where(Person.name == name.strip())
             criteria["name"] = name
         if phone:
-            stmt = stmt.where(Person.phone == phone.strip())
+            stmt = stmt.where(Person.phone_hash == blind_phone(phone))
             criteria["phone"] = phone
         if plate:
             owner_ids = select(Vehicle.owner_person_id).where(Vehicle.plate == plate.strip().upper())
@@ -169,7 +170,8 @@ class RegistryService:
             criteria["plate"] = plate
         if label:
             # JSON arrays are stored as text on both backends' JSON type; the quoted key is an exact element match.
-            stmt = stmt.where(Person.labels.cast(_text_type()).contains(f'"{label}"'))
+            # autoescape: % and _ in the label are literal (LIKE wildcards would match every labelled person)
+            stmt = stmt.where(Person.labels.cast(_text_type()).contains(f'"{label}"', autoescape=True))
             criteria["label"] = label
         if address_id is not None:
             stmt = stmt.where(Person.address_id == address_id)
@@ -212,7 +214,7 @@ class RegistryService:
                 addr_name = self._address_in_scope(s, p, data.address_id).full_name
             elif not p.sees_everything:
                 raise ValidationError("请指定现住址 / address_id is required")
-            if s.scalar(select(Person.id).where(Person.id_number == info.number)) is not None:
+            if s.scalar(select(Person.id).where(Person.id_number_hash == blind_id_number(info.number))) is not None:
                 raise Conflict(f"该身份证号已登记：{info.number[:6]}********{info.number[-4:]}")
             person = Person(id_number=info.number, name=data.name, gender=info.gender, birth_date=info.birth_date,
                             phone=data.phone, hukou_address=data.hukou_address,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from anfang.registry import metrics
 from anfang.registry.schemas import (
@@ -21,12 +21,14 @@ from anfang.registry.schemas import (
     Verification,
 )
 from anfang.registry.service import RegistryService
-from anfang.security import audit
+from anfang.security import approvals, audit
 from anfang.security.views import CurrentPrincipal
 
 router = APIRouter(prefix="/api", tags=["registry 一标三实"])
 PageNo = Annotated[int, Query(ge=1, description="页码")]
 PageSize = Annotated[int, Query(ge=1, le=200, description="每页条数")]
+Reason = Annotated[str | None, Query(max_length=500, description="查询事由（数据查询授权） / reason for the query")]
+ApprovalId = Annotated[int | None, Query(ge=1, description="已批准的审批申请号 / approved request number")]
 
 
 def svc(request: Request) -> RegistryService:
@@ -34,10 +36,15 @@ def svc(request: Request) -> RegistryService:
 
 
 # ---- persons -------------------------------------------------------------------------------------------------
-@router.get("/persons", summary="人员查询 / search persons", response_model=Page)
+@router.get("/persons", summary="人员查询 / search persons", response_model=Page,
+            responses=approvals.HELD_RESPONSES)
 def search_persons(request: Request, p: CurrentPrincipal, id_number: str | None = None, name: str | None = None,
                    phone: str | None = None, address_prefix: str | None = None, plate: str | None = None,
-                   label: str | None = None, page: PageNo = 1, size: PageSize = 20) -> Page:
+                   label: str | None = None, page: PageNo = 1, size: PageSize = 20,
+                   reason: Reason = None, approval_id: ApprovalId = None) -> Page:
+    if not (id_number or name or phone or plate):  # a list of everyone in an area, not a lookup of one person
+        approvals.authorise_wide_search(request.app.state.store, p, "persons", {"address_prefix": address_prefix,
+                                                                                "label": label}, reason, approval_id)
     return svc(request).search_persons(p, id_number=id_number, name=name, phone=phone,
                                        address_prefix=address_prefix, plate=plate, label=label, page=page, size=size)
 
@@ -174,3 +181,29 @@ def get_below(request: Request, p: CurrentPrincipal, metric: str, region_code: s
     if rows and rows[0]["entity"] == "person":
         audit.record(request.app.state.store, p, "read", "person", [r["id"] for r in rows], detail=f"below:{metric}")
     return rows
+
+
+# ---- export (数据查询授权 + 导出水印) ----------------------------------------------------------------------------
+@router.get("/export/{kind}", summary="导出 XLSX/CSV（带水印；批量导出须事由与审批） / watermarked export",
+            responses=approvals.HELD_RESPONSES)
+def export_kind(request: Request, p: CurrentPrincipal, kind: str,
+                format: Annotated[str, Query(pattern="^(xlsx|csv)$", description="xlsx | csv")] = "xlsx",
+                reason: Reason = None, approval_id: ApprovalId = None, county_code: str | None = None,
+                town_code: str | None = None, community_code: str | None = None, address_prefix: str | None = None,
+                level: str | None = None, verification: str | None = None, population_type: str | None = None,
+                use: str | None = None) -> Response:
+    from urllib.parse import quote
+
+    from fastapi.responses import FileResponse
+    from starlette.background import BackgroundTask
+
+    from anfang.registry.exporter import export_authorised
+
+    given = {"county_code": county_code, "town_code": town_code, "community_code": community_code,
+             "address_prefix": address_prefix, "level": level, "verification": verification,
+             "population_type": population_type, "use": use}
+    filters = {k: v for k, v in given.items() if v not in (None, "")}  # one a kind does not take is a 422
+    out = export_authorised(request.app.state.store, kind, format, p, reason=reason, approval_id=approval_id, **filters)
+    return FileResponse(out.path, media_type=out.media_type, background=BackgroundTask(out.cleanup),
+                        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(out.filename)}",
+                                 "X-Anfang-Export-Request": out.mark.request_id, "Cache-Control": "no-store"})

@@ -474,7 +474,7 @@ def withdraw(store: Store, p: Principal, approval_id: int) -> dict[str, Any]:
         s.refresh(req)
         s.expunge(req)
     if n:
-        _audit(store, p, "approval_withdraw", req)
+        _audit(store, p, "approval_cancel", req)  # audit_log.action holds 16 characters
     return approval_dict(req)
 
 

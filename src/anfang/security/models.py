@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from anfang.security.crypto import EncryptedText
 from anfang.store.base import Base, UtcDateTime, utcnow
 
 
@@ -34,6 +35,8 @@ class LoginSession(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     client: Mapped[str | None] = mapped_column(String(64))
+    # idle expiry (settings.session_idle_minutes): refreshed at most once a minute by resolve_session
+    last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class AuditEntry(Base):
@@ -52,3 +55,39 @@ class AuditEntry(Base):
     client: Mapped[str | None] = mapped_column(String(64))
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class UserSecurity(Base):
+    """Login protection of one account (anfang.security.monitoring, anfang.security.totp): failed-login count and
+    time-limited lockout, and the optional TOTP second factor (secret stored encrypted)."""
+
+    __tablename__ = "user_security"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    totp_secret: Mapped[str | None] = mapped_column(EncryptedText("user_security.totp_secret"))
+    totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)  # replay guard: a code is accepted once
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AccessAlert(Base):
+    """An abnormal-access alert (数据访问监测): bulk reading above the account's baseline, access at unusual hours,
+    attempts outside its jurisdiction, many failed logins, lockouts. Also appended to the audit chain."""
+
+    __tablename__ = "access_alerts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    last_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(24), index=True)  # bulk_read | off_hours | out_of_scope | ...
+    severity: Mapped[str] = mapped_column(String(8), default="medium")  # low | medium | high
+    user_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    username: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str | None] = mapped_column(String(24))
+    county_code: Mapped[str | None] = mapped_column(String(6), index=True)  # the account's county (for 县级管理员)
+    client: Mapped[str | None] = mapped_column(String(64))
+    count: Mapped[int] = mapped_column(Integer, default=1)  # occurrences folded into this alert
+    detail: Mapped[str] = mapped_column(Text, default="")
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -76,10 +76,21 @@ def open_session(session: Session, user: User, *, hours: float, client: str | No
     return token
 
 
-def resolve_session(session: Session, token: str) -> User:
+def resolve_session(session: Session, token: str, idle_minutes: float | None = None) -> User:
+    """The user of a live session. Sessions end at expires_at (absolute) and, with idle_minutes, after that long
+    without a request (last_seen_at is refreshed at most once a minute)."""
     row = session.get(LoginSession, _token_hash(token))
-    if row is None or row.expires_at <= utcnow():
+    now = utcnow()
+    if row is None or row.expires_at <= now:
         raise Unauthorized("登录已过期，请重新登录 / session expired, please log in again")
+    if idle_minutes:
+        seen = row.last_seen_at or row.created_at
+        if now - seen > timedelta(minutes=idle_minutes):
+            session.delete(row)
+            session.commit()
+            raise Unauthorized("长时间未操作，登录已失效，请重新登录 / session idle for too long, please log in again")
+        if row.last_seen_at is None or now - row.last_seen_at > timedelta(seconds=60):
+            row.last_seen_at = now
     user = session.get(User, row.user_id)
     if user is None or not user.active:
         raise Unauthorized("账号已停用 / account disabled")

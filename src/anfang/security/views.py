@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
-from anfang.core.errors import Unauthorized
-from anfang.security import audit, service
+from anfang.core.errors import Forbidden, Unauthorized
+from anfang.security import audit, service, totp
 from anfang.security.roles import role_label
 from anfang.security.scope import Principal
 from anfang.store.engine import Store
@@ -36,8 +36,14 @@ def current_principal(request: Request) -> Principal:
     token = token_of(request)
     if not token:
         raise Unauthorized("请先登录 / please log in")
+    settings = request.app.state.settings
     with store_of(request).session() as s:
-        user = service.resolve_session(s, token)
+        user = service.resolve_session(s, token, idle_minutes=settings.session_idle_minutes)
+        if settings.totp_required_roles and not request.url.path.startswith(totp.ENROL_PATHS) \
+                and totp.must_enrol(s, user, settings.totp_required_roles):
+            request.state.no_access_alert = True  # policy, not an attempt outside the account's rights
+            raise Forbidden("您的账号须先启用双因素认证：请打开 /account/totp / enrol a second factor first at "
+                            "/account/totp")
         return service.principal_of(user, client_of(request))
 
 
@@ -47,6 +53,7 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 class LoginIn(BaseModel):
     username: str
     password: str
+    otp: str | None = None  # TOTP code, for accounts with the second factor active
 
 
 def user_view(user) -> dict:  # noqa: ANN001
@@ -56,18 +63,28 @@ def user_view(user) -> dict:  # noqa: ANN001
             "person_id": user.person_id}
 
 
-def do_login(request: Request, username: str, password: str) -> tuple[str, dict]:
-    """Authenticate and open a session; both failures and successes are audited."""
+def do_login(request: Request, username: str, password: str, otp: str | None = None) -> tuple[str, dict]:
+    """Authenticate (lockout, password, TOTP when active) and open a session; failures and successes are audited,
+    failures counted by the access monitor (lockout after settings.login_lockout_failures)."""
     store = store_of(request)
     hours = request.app.state.settings.session_hours
+    monitor = getattr(request.app.state, "access_monitor", None)
     try:
         with store.session() as s:
+            if monitor is not None:
+                monitor.ensure_not_locked(s, username)
             user = service.authenticate(s, username, password)
+            totp.check_login(s, user, otp)
+            if monitor is not None:
+                monitor.login_succeeded(s, user)
             token = service.open_session(s, user, hours=hours, client=client_of(request))
             view = user_view(user)
             p = service.principal_of(user, client_of(request))
-    except Unauthorized:
-        audit.record(store, Principal.anonymous(username, client_of(request)), "login_failed", "user", [])
+    except Unauthorized as exc:
+        audit.record(store, Principal.anonymous(username, client_of(request)), "login_failed", "user", [],
+                     detail=exc.code)
+        if monitor is not None and exc.code != "account_locked":
+            monitor.login_failed(username, client_of(request))
         raise
     audit.record(store, p, "login", "user", [view["id"]])
     return token, view
@@ -75,7 +92,7 @@ def do_login(request: Request, username: str, password: str) -> tuple[str, dict]
 
 @router.post("/login", summary="登录 / log in")
 def login(body: LoginIn, request: Request, response: Response) -> dict:
-    token, view = do_login(request, body.username, body.password)
+    token, view = do_login(request, body.username, body.password, body.otp)
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict",
                         max_age=int(request.app.state.settings.session_hours * 3600))
     return {"token": token, "user": view}

@@ -5,7 +5,7 @@ community, and every page view is audited."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -94,7 +94,7 @@ def search(store: Store, p: Principal, *, kind: str, device: str, plate: str, st
     if device:
         conds.append(ViidObject.device_id == device.strip())
     if plate:
-        conds.append(ViidObject.plate_no.like(ids.normalize_plate(plate) + "%"))
+        conds.append(ViidObject.plate_no.startswith(ids.normalize_plate(plate), autoescape=True))  # % _ literal
     if start:
         conds.append(ViidObject.shot_at >= start)
     if end:
@@ -125,10 +125,41 @@ def _parse_local(value: str) -> datetime | None:
     return ids.parse_time(value.replace("T", " ")) if value else None
 
 
+def _track_gate(request: Request, p: Principal, plate: str, device: str, start: str, end: str, kind: str,
+                reason: str, approval_id: int | None) -> Response | None:
+    """A full plate over every camera is one vehicle's movement track (数据查询授权: ``track``): it runs only with a
+    reason and, by role, an approval; a partial plate, one camera's captures or a short time window (policy
+    ``track_free_hours``) run as before."""
+    from anfang.core.ids import validate_plate
+    from anfang.security import approvals
+    from anfang.security.approval_views import held_page
+
+    try:
+        full = validate_plate(ids.normalize_plate(plate)) if plate and not device else None
+    except Exception:  # noqa: BLE001 - not a whole plate: a prefix search, not a track
+        full = None
+    if not full:
+        return None
+    since, until = _parse_local(start), _parse_local(end)
+    if since and until and until - since <= timedelta(hours=approvals.load_policy().track_free_hours):
+        return None  # one plate around one incident's time: a check, not a movement track
+    try:
+        approvals.authorise(request.app.state.store, p, query_kind="track", target="track:plate",
+                            params={"plate": full}, summary=f"车辆 {full} 的全部抓拍轨迹", reason=reason or None,
+                            approval_id=approval_id)
+    except (approvals.ReasonRequired, approvals.ApprovalPending) as exc:
+        return held_page(request, p, exc, {"plate": plate, "kind": kind, "start": start, "end": end})
+    return None
+
+
 @router.get("/viid/captures")
 def captures_page(request: Request, p: CurrentPrincipal, kind: str = "", device: str = "", plate: str = "",
-                  start: str = "", end: str = "", page: int = 1) -> Response:
+                  start: str = "", end: str = "", page: int = 1, reason: str = "",
+                  approval_id: int | None = None) -> Response:
     page = max(page, 1)
+    held = _track_gate(request, p, plate, device, start, end, kind, reason, approval_id)
+    if held is not None:
+        return held
     total, rows = search(request.app.state.store, p, kind=kind, device=device, plate=plate,
                          start=_parse_local(start), end=_parse_local(end), page=page)
     q = {"kind": kind, "device": device, "plate": plate, "start": start, "end": end}
@@ -160,7 +191,11 @@ def _image(store: Store, images: Any, p: Principal, pk: int) -> tuple[bytes, str
     if found is None:
         return None
     audit.record(store, p, "viid_image", "viid_images", [img.image_id], f"object={object_id or ''}")
-    return images.get(found[0]), found[1]
+    # Traceable export: a corner stamp (user, time, request) and an invisible mark, logged (docs/security.md).
+    from anfang.security.watermark import export_image
+
+    data, media = export_image(store, p, images.get(found[0]), "viid-image", img.image_id, [img.image_id])
+    return data, "Png" if media == "image/png" else "Jpeg"
 
 
 @router.get("/viid/images/{pk}")

@@ -651,7 +651,7 @@ def list_objects(store: Store, kind: str, q: Query) -> tuple[int, list[tuple[int
         conds.append(ViidObject.shot_at <= q.end)
     if q.plate_no:
         plate = ids.normalize_plate(q.plate_no)
-        conds.append(ViidObject.plate_no.like(plate.replace("%", "") + "%") if len(plate) < 7
+        conds.append(ViidObject.plate_no.startswith(plate, autoescape=True) if len(plate) < 7  # % _ literal
                      else ViidObject.plate_no == plate)
     if q.object_ids:
         conds.append(ViidObject.object_id.in_(q.object_ids))

@@ -216,8 +216,11 @@ async def register(request: Request) -> Response:
 
 async def unregister(request: Request) -> Response:
     node = node_of(request)
-    obj = _unwrap(await read_json(request, 64 * 1024), "UnRegisterObject")
-    device_id = str(obj.get("DeviceID") or request.headers.get("user-identify") or "")
+    who = require_identity(request)  # only a registered device (fresh session) unregisters, and only itself:
+    obj = _unwrap(await read_json(request, 64 * 1024), "UnRegisterObject")  # else anyone could knock APEs offline
+    device_id = str(obj.get("DeviceID") or who)
+    if device_id != who:
+        raise ViidError(403, INVALID_OPERATION, "只能注销本设备 / a device unregisters only itself", device_id)
     event = await run_in_threadpool(service.mark_offline, node.devices, node.sessions, device_id, "unregister")
     if event is not None:
         await node.bus.publish(event)

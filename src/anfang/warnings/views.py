@@ -101,8 +101,11 @@ def enrolled_photo(request: Request, p: CurrentPrincipal, warning_id: int) -> Re
     faces_dir = (Path(request.app.state.settings.data_dir) / "faces").resolve()
     if not w["data"].get("photo_path") or not path.resolve().is_relative_to(faces_dir) or not path.is_file():
         raise NotFound("该预警没有布控照片 / no watchlist photo for this warning")
-    media = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
-    return Response(path.read_bytes(), media_type=media, headers={"Cache-Control": "private, no-store"})
+    from anfang.security.watermark import export_image  # 导出水印: stamp + mark, logged (docs/security.md)
+
+    data, media = export_image(request.app.state.store, p, path.read_bytes(), "watchlist-photo", path.name,
+                               [f"warning:{warning_id}"])
+    return Response(data, media_type=media, headers={"Cache-Control": "private, no-store"})
 
 
 @api.post("/warnings/{warning_id}/ack", summary="签收 / acknowledge")

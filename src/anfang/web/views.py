@@ -204,7 +204,9 @@ def render(request: Request, template: str, p: Principal | None = None, *, statu
     response = HTMLResponse(_env.get_template(template).render(ctx), status_code=status)
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    # same-origin (not no-referrer): browsers then send a real Origin on the console's own POSTs, which the CSRF
+    # origin check (anfang.security.headers) relies on; nothing leaks to other sites either way
+    response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Cache-Control"] = "no-store"
     if new_seed is not None:
         response.set_cookie(CSRF_COOKIE, new_seed, httponly=True, samesite="strict")
@@ -232,13 +234,16 @@ def login_form(request: Request, next: str = "/") -> HTMLResponse:
 
 @router.post("/login")
 def login_submit(request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/"),
-                 csrf_token: str = Form("")) -> Response:
+                 csrf_token: str = Form(""), otp: str = Form("")) -> Response:
     check_csrf(request, csrf_token)
     try:
-        token, _view = do_login(request, username.strip(), password)
-    except Unauthorized:
+        token, _view = do_login(request, username.strip(), password, otp.strip() or None)
+    except Unauthorized as exc:
+        # lockout and second-factor messages are specific (bilingual); a wrong password stays generic
+        specific = exc.code in ("account_locked", "otp_required")
         return render(request, "login.html", status=401, next=_safe_next(next), username=username,
-                      error=i18n.translate("login_failed", lang_of(request)))
+                      error=exc.message if specific else i18n.translate("login_failed", lang_of(request)),
+                      otp_needed=exc.code == "otp_required")
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict",
                         max_age=int(request.app.state.settings.session_hours * 3600))
@@ -413,7 +418,21 @@ def address_plate(request: Request, p: CurrentPrincipal, address_id: int, csrf_t
 # ---- persons ---------------------------------------------------------------------------------------------------
 @router.get("/persons")
 def persons(request: Request, p: CurrentPrincipal, id_number: str = "", name: str = "", phone: str = "",
-            address_prefix: str = "", plate: str = "", page: int = Query(1, ge=1)) -> HTMLResponse:
+            address_prefix: str = "", plate: str = "", page: int = Query(1, ge=1), reason: str = "",
+            approval_id: int | None = None) -> HTMLResponse:
+    if not (id_number or name or phone or plate):  # a list over a town or wider: 数据查询授权 (docs/security.md)
+        from anfang.security import approvals
+        from anfang.security.approval_views import held_page
+
+        try:
+            approvals.authorise_wide_search(store_of(request), p, "persons", {"address_prefix": address_prefix},
+                                            reason or None, approval_id)
+        except approvals.ApprovalPending as exc:
+            return held_page(request, p, exc, {"address_prefix": address_prefix})
+        except approvals.ReasonRequired as exc:  # the search form, asking for the reason; no one listed yet
+            form = {"id_number": "", "name": "", "phone": "", "address_prefix": address_prefix, "plate": ""}
+            return render(request, "persons.html", p, status=428 if request.query_params else 200, nav="persons",
+                          form=form, results=[], pager=None, wide_notice=exc.message)
     found = svc(request).search_persons(p, id_number=id_number or None, name=name or None, phone=phone or None,
                                         address_prefix=address_prefix or None, plate=plate or None, page=page,
                                         size=PAGE_SIZE)

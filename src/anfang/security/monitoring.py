@@ -1,0 +1,386 @@
+"""Data access monitoring (数据访问监测) and login protection.
+
+Alerts (table ``access_alerts``, page ``/security/alerts``, API ``/api/security/alerts``; each new alert is also
+appended to the audit chain as action ``alert``):
+
+- ``bulk_read``   one account read more persons today than max(monitor_min_reads, monitor_factor × its mean daily
+                  reads over the previous monitor_baseline_days days), counted from the audit chain;
+- ``off_hours``   personal data read or written between monitor_quiet_hours (local time, default 00:00–06:00),
+                  unless the account worked in that hour on USUAL_DAYS days of its baseline window (night shifts);
+- ``out_of_scope`` an attempt to reach a record outside the account's jurisdiction (the record exists but the
+                  scoped query did not find it), or any 403 answer to a logged-in account (wrong role / place);
+- ``failed_logins`` an account reached login_lockout_failures failed logins in a row and is locked for
+                  login_lockout_minutes (time-limited lockout; an administrator can unlock sooner);
+- ``login_spray`` one client failed monitor_failed_logins_client logins within 15 minutes (many usernames).
+
+Repeated occurrences of one kind for one account fold into its open alert (count, last time) instead of flooding
+the page: a day for bulk_read / off_hours, an hour for the others.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from anfang.core.errors import Forbidden, NotFound, Unauthorized
+from anfang.security import audit
+from anfang.security.models import AccessAlert, AuditEntry, User, UserSecurity
+from anfang.security.roles import Role
+from anfang.security.scope import Principal
+from anfang.store.base import utcnow
+from anfang.store.engine import Store
+
+log = structlog.get_logger(__name__)
+
+KINDS = {
+    "bulk_read": ("批量读取异常", "Unusually many persons read"),
+    "off_hours": ("非工作时间访问", "Access at unusual hours"),
+    "out_of_scope": ("越权访问尝试", "Access outside jurisdiction attempted"),
+    "failed_logins": ("多次登录失败，账号已锁定", "Many failed logins, account locked"),
+    "login_spray": ("同一来源多次登录失败", "Many failed logins from one client"),
+}
+SEVERITY = {"bulk_read": "high", "off_hours": "medium", "out_of_scope": "high", "failed_logins": "medium",
+            "login_spray": "high"}
+_FOLD = {"bulk_read": timedelta(hours=24), "off_hours": timedelta(hours=24)}
+_FOLD_DEFAULT = timedelta(hours=1)
+PERSONAL_ACTIONS = frozenset({"read", "export", "import", "create", "update", "delete"})
+SPRAY_WINDOW = 15 * 60.0
+USUAL_DAYS = 3  # an hour the account worked in on this many days of its baseline window is usual for it
+
+
+class AccountLocked(Unauthorized):
+    code = "account_locked"
+
+
+def kind_label(kind: str, lang: str = "zh-CN") -> str:
+    zh, en = KINDS.get(kind, (kind, kind))
+    return zh if lang.startswith("zh") else en
+
+
+def _count_rows(entity_ids: list | None, detail: str, action: str) -> int:
+    if action == "export":  # one entry per export: the rows are in the detail
+        try:
+            data = json.loads(detail)
+            return int(data.get("rows") or data.get("total") or 0)
+        except (ValueError, TypeError, AttributeError):
+            return 0
+    return len(entity_ids or [])
+
+
+class AccessMonitor:
+    """Watches audit entries (store.audit_hook) and login attempts of one node; writes alerts."""
+
+    def __init__(self, store: Store, settings: Any) -> None:
+        self.store = store
+        self.settings = settings
+        self.tz = ZoneInfo(settings.monitor_timezone)
+        self._lock = threading.Lock()
+        self._today: dict[int, tuple[str, int]] = {}  # user id -> (local day, persons read today)
+        self._baseline: dict[tuple[int, str], float] = {}
+        self._client_failures: dict[str, deque[float]] = defaultdict(deque)
+        self._folded: dict[tuple[str, int | None], float] = {}
+        self._hours: dict[tuple[int, str], set[int]] = {}
+        self._local = threading.local()
+
+    def attach(self) -> AccessMonitor:
+        self.store.audit_hook = self.on_audit  # type: ignore[attr-defined]
+        return self
+
+    # ---- audit observer ----------------------------------------------------------------------------------------
+    def on_audit(self, p: Principal, action: str, entity: str, ids: list[str], detail: str) -> None:
+        if p.user_id is None or action not in PERSONAL_ACTIONS or getattr(self._local, "busy", False):
+            return
+        self._local.busy = True
+        try:
+            now = utcnow()
+            if detail == "denied_or_missing" and ids:
+                self._check_out_of_scope(p, entity, ids)
+            self._check_hours(p, action, entity, now)
+            if entity in ("person", "persons") and action in ("read", "export"):
+                self._check_volume(p, _count_rows(ids, detail, action), now)
+        except Exception:  # noqa: BLE001 - monitoring must never break the request it watches
+            log.exception("access_monitor_failed")
+        finally:
+            self._local.busy = False
+
+    def _day(self, when: datetime) -> str:
+        return when.astimezone(self.tz).date().isoformat()
+
+    def _day_start(self, when: datetime) -> datetime:
+        local = when.astimezone(self.tz)
+        return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(ZoneInfo("UTC"))
+
+    def _reads(self, user_id: int, since: datetime, until: datetime) -> int:
+        with self.store.session() as s:
+            rows = s.execute(select(AuditEntry.action, AuditEntry.entity_ids, AuditEntry.detail)
+                             .where(AuditEntry.user_id == user_id, AuditEntry.at >= since, AuditEntry.at < until,
+                                    AuditEntry.action.in_(("read", "export")),
+                                    AuditEntry.entity.in_(("person", "persons"))))
+            return sum(_count_rows(ids, detail, action) for action, ids, detail in rows)
+
+    def baseline(self, user_id: int, now: datetime) -> float:
+        """Mean persons read per day over the previous monitor_baseline_days days (days without reads count 0)."""
+        day = self._day(now)
+        key = (user_id, day)
+        if key not in self._baseline:
+            start = self._day_start(now)
+            days = max(1, int(self.settings.monitor_baseline_days))
+            self._baseline[key] = self._reads(user_id, start - timedelta(days=days), start) / days
+        return self._baseline[key]
+
+    def threshold(self, user_id: int, now: datetime) -> float:
+        return max(float(self.settings.monitor_min_reads), self.settings.monitor_factor * self.baseline(user_id, now))
+
+    def _check_volume(self, p: Principal, n: int, now: datetime) -> None:
+        assert p.user_id is not None
+        day = self._day(now)
+        with self._lock:
+            seen = self._today.get(p.user_id)
+        if seen is None or seen[0] != day:
+            # first sight today in this process: what the chain already holds for today (this entry included)
+            total = self._reads(p.user_id, self._day_start(now), now + timedelta(seconds=1))
+        else:
+            total = seen[1] + n
+        with self._lock:
+            self._today[p.user_id] = (day, total)
+        limit = self.threshold(p.user_id, now)
+        if total > limit:
+            base = self.baseline(p.user_id, now)
+            self.raise_alert("bulk_read", p, f"今日已读取{total}人（基线日均{base:.0f}人，阈值{limit:.0f}） / "
+                                             f"{total} persons read today (baseline {base:.0f}/day, limit "
+                                             f"{limit:.0f})", once_per_day=True)
+
+    def usual_hours(self, user_id: int, now: datetime) -> set[int]:
+        """Local hours in which the account worked on at least USUAL_DAYS different days of its baseline window
+        (night shifts): access then is not unusual for it."""
+        key = (user_id, self._day(now))
+        if key not in self._hours:
+            start = self._day_start(now)
+            since = start - timedelta(days=max(1, int(self.settings.monitor_baseline_days)))
+            with self.store.session() as s:
+                ats = s.scalars(select(AuditEntry.at).where(AuditEntry.user_id == user_id, AuditEntry.at >= since,
+                                                            AuditEntry.at < start,
+                                                            AuditEntry.action.in_(tuple(PERSONAL_ACTIONS))))
+                days: dict[int, set[str]] = defaultdict(set)
+                for at in ats:
+                    local = at.astimezone(self.tz)
+                    days[local.hour].add(local.date().isoformat())
+            self._hours[key] = {h for h, d in days.items() if len(d) >= USUAL_DAYS}
+        return self._hours[key]
+
+    def _check_hours(self, p: Principal, action: str, entity: str, now: datetime) -> None:
+        start, end = self.settings.monitor_quiet_hours
+        hour = now.astimezone(self.tz).hour
+        quiet = start <= hour < end if start <= end else (hour >= start or hour < end)
+        if quiet and p.user_id is not None and hour in self.usual_hours(p.user_id, now):
+            return
+        if quiet:
+            local = now.astimezone(self.tz).strftime("%H:%M")
+            self.raise_alert("off_hours", p, f"{local} {action} {entity}（非工作时间 {start:02d}:00–{end:02d}:00）",
+                             once_per_day=True)
+
+    def _check_out_of_scope(self, p: Principal, entity: str, ids: list[str]) -> None:
+        from anfang.registry.models import Address, House, Person, Vehicle, WorkUnit
+
+        model = {"person": Person, "house": House, "unit": WorkUnit, "vehicle": Vehicle, "address": Address}.get(entity)
+        if model is None:
+            return
+        wanted = [int(i) for i in ids if str(i).isdigit()]
+        with self.store.session() as s:
+            found = list(s.scalars(select(model.id).where(model.id.in_(wanted))))
+        if found:
+            self.raise_alert("out_of_scope", p, f"{entity} {','.join(map(str, found))}：记录存在但不在辖区内 / "
+                                                f"exists outside the account's jurisdiction")
+
+    def forbidden(self, p: Principal, method: str, path: str) -> None:
+        """A logged-in account got 403 (called by the security middleware)."""
+        if getattr(self._local, "busy", False):
+            return
+        self._local.busy = True
+        try:
+            self.raise_alert("out_of_scope", p, f"403 {method} {path}")
+        except Exception:  # noqa: BLE001
+            log.exception("access_monitor_failed")
+        finally:
+            self._local.busy = False
+
+    # ---- alerts --------------------------------------------------------------------------------------------------
+    def raise_alert(self, kind: str, p: Principal, detail: str, *, once_per_day: bool = False,
+                    user: User | None = None) -> int | None:
+        now = utcnow()
+        if once_per_day:  # a busy account over its limit: fold into the open alert at most once a minute
+            key = (kind, p.user_id)
+            t = time.monotonic()
+            with self._lock:
+                if t - self._folded.get(key, -1e9) < 60:
+                    return None
+                self._folded[key] = t
+        county = p.county_code
+        with self.store.session() as s:
+            if user is None and p.user_id is not None:
+                user = s.get(User, p.user_id)
+            if user is not None and county is None:
+                county = user.county_code or _county_of(s, user)
+            fold = _FOLD.get(kind, _FOLD_DEFAULT)
+            q = (select(AccessAlert).where(AccessAlert.kind == kind, AccessAlert.acknowledged_at.is_(None),
+                                           AccessAlert.last_at >= now - fold)
+                 .order_by(AccessAlert.id.desc()).limit(1))
+            q = q.where(AccessAlert.user_id == p.user_id) if p.user_id is not None else \
+                q.where(AccessAlert.user_id.is_(None), AccessAlert.client == p.client)
+            open_alert = s.scalar(q)
+            if open_alert is not None:
+                open_alert.count += 1
+                open_alert.last_at = now
+                if once_per_day:
+                    open_alert.detail = detail[:2000]  # the latest figure
+                return None
+            alert = AccessAlert(at=now, last_at=now, kind=kind, severity=SEVERITY.get(kind, "medium"),
+                                user_id=p.user_id, username=p.username, role=str(p.role), county_code=county,
+                                client=p.client, count=1, detail=detail[:2000])
+            s.add(alert)
+            s.flush()
+            alert_id = alert.id
+        log.warning("access_alert", kind=kind, user=p.username, detail=detail)
+        audit.record(self.store, p, "alert", "access_alert", [alert_id], detail=f"{kind}: {detail}"[:1000])
+        return alert_id
+
+    # ---- logins --------------------------------------------------------------------------------------------------
+    def ensure_not_locked(self, s: Session, username: str) -> None:
+        row = s.execute(select(UserSecurity.locked_until).join(User, User.id == UserSecurity.user_id)
+                        .where(User.username == username)).first()
+        if row is not None and row[0] is not None and row[0] > utcnow():
+            until = row[0].astimezone(self.tz).strftime("%H:%M")
+            raise AccountLocked(f"登录失败次数过多，账号已锁定至{until}，请稍后再试或联系管理员解锁 / too many failed "
+                                f"logins: account locked until {until}")
+
+    def login_succeeded(self, s: Session, user: User) -> None:
+        s.execute(update(UserSecurity).where(UserSecurity.user_id == user.id)
+                  .values(failed_count=0, locked_until=None))
+
+    def login_failed(self, username: str, client: str | None) -> None:
+        """Count a failed login: lock the account at login_lockout_failures, alert on lockouts and on sprays."""
+        now = utcnow()
+        limit = max(1, int(self.settings.login_lockout_failures))
+        locked = None
+        with self.store.session() as s:
+            user = s.scalar(select(User).where(User.username == username))
+            if user is not None:
+                sec = s.get(UserSecurity, user.id)
+                if sec is None:
+                    sec = UserSecurity(user_id=user.id, failed_count=0, totp_enabled=False)
+                    s.add(sec)
+                if sec.locked_until is not None and sec.locked_until <= now:
+                    sec.failed_count, sec.locked_until = 0, None  # the lock ran out: a fresh count
+                sec.failed_count = (sec.failed_count or 0) + 1
+                sec.last_failed_at = now
+                if sec.failed_count >= limit and (sec.locked_until is None or sec.locked_until <= now):
+                    sec.locked_until = now + timedelta(minutes=self.settings.login_lockout_minutes)
+                    locked = (user, sec.failed_count)
+                s.flush()
+        if locked is not None:
+            user, count = locked
+            p = Principal(user_id=user.id, username=user.username, role=Role(user.role), county_code=user.county_code,
+                          client=client)
+            minutes = self.settings.login_lockout_minutes
+            self.raise_alert("failed_logins", p, f"连续{count}次登录失败，锁定{minutes:g}分钟 / {count} failed logins, "
+                                                 f"locked for {minutes:g} minutes", user=user)
+        if client:
+            with self._lock:
+                q = self._client_failures[client]
+                t = time.monotonic()
+                q.append(t)
+                while q and q[0] < t - SPRAY_WINDOW:
+                    q.popleft()
+                n = len(q)
+            if n >= self.settings.monitor_failed_logins_client:
+                self.raise_alert("login_spray", Principal.anonymous(username, client),
+                                 f"来源{client}在15分钟内登录失败{n}次（最近：{username}） / {n} failed logins from "
+                                 f"{client} in 15 minutes")
+
+    def unlock(self, s: Session, user_id: int) -> None:
+        s.execute(update(UserSecurity).where(UserSecurity.user_id == user_id).values(failed_count=0,
+                                                                                       locked_until=None))
+
+
+def _county_of(s: Session, user: User) -> str | None:
+    from anfang.registry.models import Grid, PoliceArea, PoliceStation
+
+    if user.community_code:
+        return user.community_code[:6]
+    if user.police_area_id:
+        return s.scalar(select(PoliceStation.county_code).join(PoliceArea, PoliceArea.station_id == PoliceStation.id)
+                        .where(PoliceArea.id == user.police_area_id))
+    if user.grid_id:
+        code = s.scalar(select(Grid.community_code).where(Grid.id == user.grid_id))
+        return code[:6] if code else None
+    return None
+
+
+# ---- reading and acknowledging alerts ------------------------------------------------------------------------------
+ALERT_READERS = frozenset({Role.city_admin, Role.county_admin})
+
+
+def _alert_scope(p: Principal) -> Any:
+    if p.role is Role.city_admin:
+        return AccessAlert.id.is_not(None)
+    if p.role is Role.county_admin:
+        return AccessAlert.county_code == p.county_code
+    raise Forbidden("仅管理员可查看访问告警 / only administrators see access alerts")
+
+
+def alert_dict(a: AccessAlert, lang: str = "zh-CN") -> dict[str, Any]:
+    return {"id": a.id, "at": a.at.isoformat(), "last_at": a.last_at.isoformat(), "kind": a.kind,
+            "kind_label": kind_label(a.kind, lang), "severity": a.severity, "user_id": a.user_id,
+            "username": a.username, "role": a.role, "county_code": a.county_code, "client": a.client,
+            "count": a.count, "detail": a.detail, "acknowledged_by": a.acknowledged_by,
+            "acknowledged_at": a.acknowledged_at.isoformat() if a.acknowledged_at else None}
+
+
+def list_alerts(store: Store, p: Principal, *, open_only: bool = False, kind: str | None = None, limit: int = 100,
+                lang: str = "zh-CN") -> list[dict[str, Any]]:
+    cond = _alert_scope(p)
+    q = select(AccessAlert).where(cond).order_by(AccessAlert.last_at.desc(), AccessAlert.id.desc()).limit(limit)
+    if open_only:
+        q = q.where(AccessAlert.acknowledged_at.is_(None))
+    if kind:
+        q = q.where(AccessAlert.kind == kind)
+    with store.session() as s:
+        out = [alert_dict(a, lang) for a in s.scalars(q)]
+    audit.record(store, p, "read", "access_alert", [a["id"] for a in out], detail=f"open={open_only};kind={kind}")
+    return out
+
+
+def acknowledge(store: Store, p: Principal, alert_id: int) -> dict[str, Any]:
+    cond = _alert_scope(p)
+    with store.session() as s:
+        a = s.scalar(select(AccessAlert).where(AccessAlert.id == alert_id, cond)) if 0 < alert_id < 2**31 else None
+        if a is None:
+            raise NotFound(f"告警不存在：{alert_id}")
+        if a.acknowledged_at is None:
+            a.acknowledged_at, a.acknowledged_by = utcnow(), p.username
+        out = alert_dict(a)
+    audit.record(store, p, "update", "access_alert", [alert_id], detail="acknowledged")
+    return out
+
+
+def unlock_user(store: Store, p: Principal | None, username: str) -> None:
+    """Lift a lockout (CLI: p None; API: a city administrator)."""
+    if p is not None and p.role is not Role.city_admin:
+        raise Forbidden("仅市级管理员可解锁账号 / only the city administrator may unlock accounts")
+    with store.session() as s:
+        user = s.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise NotFound(f"用户不存在：{username}")
+        s.execute(update(UserSecurity).where(UserSecurity.user_id == user.id).values(failed_count=0,
+                                                                                       locked_until=None))
+        uid = user.id
+    audit.record(store, p or Principal.system("cli"), "update", "user", [uid], detail="unlocked")
