@@ -370,3 +370,76 @@ def test_any_delivery_order_ends_with_the_newest_versions(tmp_path) -> None:
         check()
     finally:
         store.dispose()
+
+
+def _persons_csv(path, rows: list[tuple[str, str, str]]):  # noqa: ANN001, ANN202
+    import csv
+
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["身份证号", "姓名", "手机号"])
+        w.writerows(rows)
+    return path
+
+
+def _person_records(store: Store) -> dict[str, FedRecord]:
+    with store.session() as s:
+        return {r.key: r for r in s.scalars(select(FedRecord).where(FedRecord.entity == "person"))}
+
+
+def test_bulk_imported_persons_travel_once_and_reimport_adds_nothing(tiers, tmp_path) -> None:
+    from datetime import date
+
+    from anfang.core.ids import make_id_number
+    from anfang.federation.outbox import unseal
+    from anfang.registry.importer import import_file
+    from anfang.registry.models import Person
+    from anfang.security.scope import Principal
+
+    community, county, city, _ = tiers
+    who = Principal.system("test")
+    rows = [(make_id_number("350403", date(1960 + i % 40, 1 + i % 12, 1 + i % 28), i), f"人员{i}",
+             f"1390000{i:04d}") for i in range(1, 41)]
+    path = _persons_csv(tmp_path / "persons.csv", rows)
+    r = import_file(community.store, "persons", path, who)
+    assert (r.inserted, r.errors) == (40, [])
+    with community.store.session() as s:  # written in the import's transactions, one change per person
+        pending = s.scalars(select(FedOutbox.envelope).where(FedOutbox.entity == "person")).all()
+        ids = {p.id_number: p.id for p in s.scalars(select(Person))}
+    assert len(pending) == 40 and "13900000001" not in " ".join(pending)  # phones and ID numbers sealed
+    assert drain(community.forwarder(county)) == 40
+    assert drain(county.forwarder(city)) == 40
+    at_city = _person_records(city.store)
+    assert set(at_city) == {str(i) for i in ids.values()} and {r.origin for r in at_city.values()} == {"350403001"}
+    for idn, name, phone in rows:
+        rec = at_city[str(ids[idn])]
+        assert (unseal(rec.data["id_number"]), rec.data["name"], unseal(rec.data["phone"])) == (idn, name, phone)
+    versions = {k: r.version for k, r in at_city.items()}
+
+    # the same file again: every row unchanged, nothing owed, nothing new or older upstairs
+    r = import_file(community.store, "persons", path, who)
+    assert (r.inserted, r.updated, r.unchanged) == (0, 0, 40)
+    assert _outbox(community.store) == 0
+    assert drain(community.forwarder(county)) == 0
+    assert {k: r.version for k, r in _person_records(city.store).items()} == versions
+
+    # one changed row: one newer change, and it wins at the city
+    changed = [rows[0][:2] + ("13911112222",), *rows[1:]]
+    r = import_file(community.store, "persons", _persons_csv(tmp_path / "changed.csv", changed), who)
+    assert (r.inserted, r.updated, r.unchanged) == (0, 1, 39)
+    assert drain(community.forwarder(county)) == 1 and drain(county.forwarder(city)) == 1
+    at_city = _person_records(city.store)
+    first = at_city[str(ids[rows[0][0]])]
+    assert len(at_city) == 40 and first.version > versions[first.key]
+    assert unseal(first.data["phone"]) == "13911112222"
+
+    # the payload is the ORM hook's: same fields, same sealed ones
+    with community.store.session() as s:
+        s.get(Person, ids[rows[1][0]]).name = "改名"
+    with community.store.session() as s:
+        orm = orjson.loads(s.scalars(select(FedOutbox.envelope)).one())
+    assert set(orm["data"]) == set(first.data) and sorted(orm["sealed"]) == ["id_number", "phone"]
+
+    # a node without a parent pays nothing: no outbox rows
+    r = import_file(city.store, "persons", path, who)
+    assert r.inserted == 40 and _outbox(city.store) == 0

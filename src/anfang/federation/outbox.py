@@ -8,15 +8,15 @@ Two hooks cover the write points of every room without touching them:
   capture events, device status events) — captures travel with their images, which the forwarder attaches.
 A rolled-back transaction takes its outbox rows with it; a committed record always has its outbox rows.
 
-Known gap: the registry's bulk importer writes through a staging table with driver-level SQL; those rows do not
-pass these hooks (re-export and import at the parent, or see docs/federation.md).
+The registry's bulk importer writes with Core / driver-level SQL that these hooks do not see; it calls
+``Outbox.write_records`` after each batch instead (same transaction, same envelope as the ORM hook).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, date, datetime
@@ -24,9 +24,9 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import event
+from sqlalchemy import Connection, Table, event, select
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.sql.dml import Insert
 
 from anfang.core.events import new_event_id
@@ -41,6 +41,46 @@ TRACKED: dict[str, str] = {
     "work_units": "work_unit", "vehicles": "vehicle",
 }
 EVENT_TABLE = "event_log"
+_READBACK_CHUNK = 2000  # keys per read-back statement of write_records
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # jsonable() returns these as they are
+_FIELDS: dict[Mapper[Any], list[tuple[str, bool]]] = {}
+
+
+def _fields(mapper: Mapper[Any]) -> list[tuple[str, bool]]:
+    """(attribute key, encrypted at rest) of every column of a tracked mapper, in mapper order."""
+    got = _FIELDS.get(mapper)
+    if got is None:
+        got = _FIELDS[mapper] = [(a.key, bool(getattr(a.columns[0].type, "encrypted", False)))
+                                 for a in mapper.column_attrs]
+    return got
+
+
+_OUTBOX_COLS = ("parent", "gid", "entity", "created_at", "envelope")
+
+
+def _insert_outbox(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert many outbox rows on conn, in order (the forwarder sends by id): COPY on PostgreSQL (an executemany
+    there is one round trip per row), executemany on SQLite."""
+    if conn.dialect.name != "postgresql":
+        conn.execute(FedOutbox.__table__.insert(), rows)
+        return
+    names = ", ".join(_OUTBOX_COLS)
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f"COPY {FedOutbox.__tablename__} ({names}) FROM STDIN") as cp:
+        for r in rows:
+            cp.write_row(tuple(r[c] for c in _OUTBOX_COLS))
+
+
+def _mapper_of(table: Table) -> Mapper[Any]:
+    """The ORM mapper of a tracked table (its attribute keys name the fields of the envelope's data)."""
+    from anfang.store.base import Base
+
+    for m in Base.registry.mappers:
+        if m.local_table is table or m.local_table.name == table.name:
+            return m
+    raise KeyError(table.name)
 
 _suppress: ContextVar[bool] = ContextVar("anfang_fed_suppress", default=False)
 
@@ -147,25 +187,59 @@ class Outbox:
         if event.contains(store.sessionmaker, "after_flush", self._after_flush):
             event.remove(store.sessionmaker, "after_flush", self._after_flush)
             event.remove(store.engine, "after_execute", self._after_execute)
+        if getattr(store, "outbox", None) is self:
+            del store.outbox  # type: ignore[attr-defined]  # the bulk importer asks the store for it
+
+    # -- one change of one tracked record (the ORM hook and the bulk importer alike) -----------------------------
+    def record_envelope(self, mapper: Mapper[Any], key: str, values: Callable[[str], Any] | None, op: str,
+                        now: str) -> Envelope:
+        """The envelope of one change of a record of a tracked table: ``values(attribute key)`` gives the
+        record's values as Python objects (None for a delete); encrypted columns are sealed."""
+        data: dict[str, Any] = {}
+        sealed: list[str] = []
+        if values is not None and op != "delete":
+            for k, encrypted in _fields(mapper):
+                v = values(k)
+                data[k] = v = v if type(v) in _PLAIN else jsonable(v)
+                if encrypted and v is not None:
+                    sealed.append(k)  # encrypted at rest here: stays encrypted in the outbox
+            seal_fields(data, sealed)
+        return Envelope(gid=new_event_id(), origin=self.node_id, entity=TRACKED[mapper.local_table.name], key=key,
+                        version=next_version(), op=op, at=now, data=data, path=[self.node_id],  # type: ignore[arg-type]
+                        sealed=sealed)
+
+    def write_records(self, conn: Connection, table: Table, column: str, keys: Sequence[Any]) -> int:
+        """Outbox rows for records written by Core statements the hooks do not see (the registry's bulk
+        importer): the records of tracked ``table`` whose ``column`` is one of ``keys`` are read back on ``conn``
+        (inside the writer's transaction, so they commit or roll back with it) and each becomes one ``upsert``
+        change per parent, with the same envelope as an ORM write of the record. Returns the records found."""
+        if not self.parents or _suppress.get() or not keys or table.name not in TRACKED:
+            return 0
+        mapper = _mapper_of(table)
+        names = [a.key for a in mapper.column_attrs]
+        cols = [a.columns[0] for a in mapper.column_attrs]
+        pk = list(mapper.primary_key)
+        pk_names = [mapper.get_property_by_column(c).key for c in pk]
+        col = table.c[column]
+        now = datetime.now(UTC).isoformat()
+        envs: list[Envelope] = []
+        for i in range(0, len(keys), _READBACK_CHUNK):
+            chunk = list(keys[i:i + _READBACK_CHUNK])
+            for row in conn.execute(select(*cols).where(col.in_(chunk)).order_by(*pk)):
+                by_attr = dict(zip(names, row, strict=True))
+                key = "/".join([str(by_attr[k]) for k in pk_names])
+                envs.append(self.record_envelope(mapper, key, by_attr.get, "upsert", now))
+        if envs:
+            _insert_outbox(conn, self.rows(envs))
+        return len(envs)
 
     # -- ORM unit of work ---------------------------------------------------------------------------------------
     def _entity_envelope(self, obj: Any, op: str, now: str) -> Envelope | None:
         state = sa_inspect(obj)
-        table = state.mapper.local_table.name
-        entity = TRACKED.get(table)
-        if entity is None:
+        if state.mapper.local_table.name not in TRACKED:
             return None
         key = "/".join(str(v) for v in state.identity or state.mapper.primary_key_from_instance(obj))
-        data: dict[str, Any] = {}
-        sealed: list[str] = []
-        if op != "delete":
-            for a in state.mapper.column_attrs:
-                data[a.key] = jsonable(state.dict.get(a.key))
-                if getattr(a.columns[0].type, "encrypted", False) and data[a.key] is not None:
-                    sealed.append(a.key)  # encrypted at rest here: stays encrypted in the outbox
-            seal_fields(data, sealed)
-        return Envelope(gid=new_event_id(), origin=self.node_id, entity=entity, key=key, version=next_version(),
-                        op=op, at=now, data=data, path=[self.node_id], sealed=sealed)  # type: ignore[arg-type]
+        return self.record_envelope(state.mapper, key, state.dict.get, op, now)
 
     def _after_flush(self, session: Session, _ctx: Any) -> None:
         if _suppress.get():

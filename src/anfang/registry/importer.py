@@ -26,6 +26,11 @@ put the inserts of new persons in the driver's form; this process drops in-file 
 against the stored records (one pre-select per batch) and writes: executemany of a compiled
 INSERT ... ON CONFLICT DO UPDATE over plain tuples on SQLite, COPY into a staging table then
 INSERT ... SELECT ... ON CONFLICT DO UPDATE on PostgreSQL.
+
+Federation (docs/federation.md): these writes pass no store hook, so on a node with a parent (the store carries
+the federation Outbox) the writer reads back each batch's inserted / updated records in the same transaction and
+writes their outbox rows with the outbox's own envelope (Outbox.write_records); unchanged rows make none. A
+standalone node skips all of it.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from anfang.core import ids
 from anfang.core.errors import Forbidden, ValidationError
 from anfang.core.regions import PROVINCE_NAME
+from anfang.federation.outbox import TRACKED, Outbox
 from anfang.registry import vocab
 from anfang.registry.columns import (
     COLUMNS,
@@ -1305,6 +1311,8 @@ class _Writer:
 
     def __init__(self, conn: Connection, k: _Kind) -> None:
         self.conn, self.k = conn, k
+        self.outbox: Outbox | None = None
+        self.outbox_key, self.outbox_index = "", -1
         self.dialect = conn.dialect.name
         table = k.table
         cols = k.write_cols
@@ -1368,9 +1376,24 @@ class _Writer:
             out.append(tuple(v))
         return out
 
+    def with_outbox(self, outbox: Outbox | None) -> None:
+        """Write the federation outbox rows of every batch sent (docs/federation.md): the outbox of a node with a
+        parent, and a kind whose table travels up; otherwise (a standalone node, regions) nothing is done."""
+        if outbox is None or not outbox.parents or self.k.table.name not in TRACKED:
+            return
+        self.outbox = outbox
+        self.outbox_key = self.k.conflict or self.k.key  # unique column of the upsert, in the driver's form as is
+        self.outbox_index = [c for c, _ in self.plan].index(self.outbox_key)
+
     def send(self, payload: list[tuple]) -> None:
         if not payload:
             return
+        self._send(payload)
+        if self.outbox is not None:  # the records just written, read back in this transaction
+            i = self.outbox_index
+            self.outbox.write_records(self.conn, self.k.table, self.outbox_key, [r[i] for r in payload])
+
+    def _send(self, payload: list[tuple]) -> None:
         if self.dialect == "sqlite":
             self.conn.exec_driver_sql(self.sql, payload)
             return
@@ -1519,6 +1542,7 @@ def import_file(store: Store, kind: str, path: Path, principal: Principal,
             restore = _tune_connection(conn)
             k = _KIND_CLASSES[kind](conn, principal, present, now, load=not parallel)
             writer = _Writer(conn, k)
+            writer.with_outbox(getattr(store, "outbox", None))  # set by the federation when the node has a parent
             try:
                 if parallel:
                     src.close()
