@@ -20,7 +20,8 @@ from anfang.faces.models import FaceEntry, FaceWatchlist
 from anfang.registry.importer import import_file
 from anfang.registry.models import House, Person
 from anfang.registry.service import RegistryService
-from anfang.security import crypto, keys
+from anfang.security import crypto, keys, totp
+from anfang.security.models import UserSecurity
 from anfang.security.scope import Principal
 from anfang.store.engine import Store
 from anfang.store.migrate import upgrade
@@ -179,6 +180,9 @@ def test_rotation_reencrypts_online_and_retires_the_old_key(store: Store, file_k
     settings, ring = file_keys
     w = build(store)
     old = ring.primary
+    police = w.users["police"].user_id
+    assert police is not None
+    totp_secret = totp.begin(store, police, "anfang")["secret"]  # a TOTP secret under the old key
     server = crypto.Keyring(ring.material, source=ring.source)  # another process still on the old key set
     new = keys.add_primary_key(settings)
     assert new != old and set(ring.material.keys) == {old, new}
@@ -194,6 +198,8 @@ def test_rotation_reencrypts_online_and_retires_the_old_key(store: Store, file_k
         w.phone["zhang"]
     assert keys.retire_old_keys(store, settings) == [old]
     assert set(json.loads((settings.data_dir / "keys" / "data-keys.json").read_text())["keys"]) == {new}
+    with store.session() as s:  # the TOTP secret was re-encrypted too: it still reads after the old key is gone
+        assert s.get(UserSecurity, police).totp_secret == totp_secret
 
 
 def test_missing_key_is_a_clear_error(store: Store, file_keys) -> None:

@@ -3,6 +3,10 @@ visitor passes and visits, notices, tip-offs.
 
 Every row that hangs off an address keeps ``address_id`` so scoping is the registry's one condition
 (``security.scope.address_condition``) joined through ``addresses``.
+
+ID numbers and phone numbers typed in by residents and reporters (declarations, tip-off contacts) are stored
+AES-GCM encrypted like the registry's (``anfang.security.crypto``); a declaration's ID number is found by its keyed
+hash ``id_number_hash`` (migration 0015_doorplates_encryption).
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import Date, Float, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
+from anfang.security.crypto import EncryptedText, blind_id_number
 from anfang.store.base import Base, UtcDateTime, utcnow
 
 
@@ -42,8 +47,9 @@ class Declaration(Base):
     address_id: Mapped[int] = mapped_column(ForeignKey("addresses.id"), index=True)
     kind: Mapped[str] = mapped_column(String(8), default="new")  # new | confirm
     name: Mapped[str | None] = mapped_column(String(64))
-    id_number: Mapped[str | None] = mapped_column(String(18))
-    phone: Mapped[str | None] = mapped_column(String(20))
+    id_number: Mapped[str | None] = mapped_column(EncryptedText("plate_declarations.id_number", "id_number"))
+    id_number_hash: Mapped[str | None] = mapped_column(String(32), index=True)  # keyed hash: the lookup column
+    phone: Mapped[str | None] = mapped_column(EncryptedText("plate_declarations.phone"))
     relation: Mapped[str | None] = mapped_column(String(12))  # owner | family | tenant
     move_in: Mapped[date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(12), default="pending", index=True)  # pending|verified|rejected
@@ -54,6 +60,11 @@ class Declaration(Base):
     reviewed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     review_note: Mapped[str | None] = mapped_column(String(200))
     person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"))
+
+    @validates("id_number")
+    def _hash_id_number(self, _key: str, value: str | None) -> str | None:
+        self.id_number_hash = blind_id_number(value) if value else None
+        return value
 
 
 class PatrolRecord(Base):
@@ -129,7 +140,7 @@ class TipOff(Base):
     text: Mapped[str] = mapped_column(Text)
     place: Mapped[str | None] = mapped_column(String(200))
     photo: Mapped[str | None] = mapped_column(String(200))
-    contact: Mapped[str | None] = mapped_column(String(20))
+    contact: Mapped[str | None] = mapped_column(EncryptedText("plate_tipoffs.contact"))  # reporter's phone
     client: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(8), default="open", index=True)  # open | replied
     reply: Mapped[str | None] = mapped_column(Text)

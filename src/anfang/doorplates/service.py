@@ -27,6 +27,7 @@ from anfang.doorplates.tokens import Keyring, TokenRejected, new_serial
 from anfang.registry.metrics import PLATED_LEVELS
 from anfang.registry.models import Address, Grid, House, Person, Residence
 from anfang.security import audit
+from anfang.security.crypto import blind_id_number
 from anfang.security.masking import mask_fields
 from anfang.security.roles import Role
 from anfang.security.scope import Principal, address_condition
@@ -330,7 +331,7 @@ class DoorplateService:
             if not self._is_household(s, a):
                 raise ValidationError("只有住户门牌可以申报居住人员 / only household plates take declarations")
             dup = s.scalar(select(Declaration.id).where(Declaration.address_id == a.id,
-                                                        Declaration.id_number == info.number,
+                                                        Declaration.id_number_hash == blind_id_number(info.number),
                                                         Declaration.status == "pending"))
             if dup is not None:
                 raise Conflict("该人员已有待核实的申报，请等待网格员或民警核实 / a declaration for this person is "

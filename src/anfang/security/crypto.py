@@ -415,10 +415,17 @@ class EncryptedBytes(TypeDecorator):
         return None if value is None else keyring().decrypt_bytes(value, self.context)
 
 
-# The encrypted columns: (table, primary key, column, context, kind). `keys rotate` and migration 0012 walk these.
+# The encrypted columns: (table, primary key, column, context, kind). `keys status` / `keys rotate` and migration 0012
+# walk these (rotation keeps every blind index: the index key does not change).
 ENCRYPTED_COLUMNS: tuple[tuple[str, str, str, str, str], ...] = (
     ("persons", "id", "id_number", "persons.id_number", "text"),
     ("persons", "id", "phone", "persons.phone", "text"),
     ("houses", "id", "owner_phone", "houses.owner_phone", "text"),
     ("face_entries", "id", "embedding", "face_entries.embedding", "bytes"),
+    # door-plate room (migration 0015_doorplates_encryption; the declaration's hash column is set there)
+    ("plate_declarations", "id", "id_number", "plate_declarations.id_number", "text"),
+    ("plate_declarations", "id", "phone", "plate_declarations.phone", "text"),
+    ("plate_tipoffs", "id", "contact", "plate_tipoffs.contact", "text"),
+    # TOTP secrets (security/models.py UserSecurity; written encrypted from the start, so no migration converts them)
+    ("user_security", "user_id", "totp_secret", "user_security.totp_secret", "text"),
 )
