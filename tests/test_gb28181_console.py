@@ -7,12 +7,15 @@ import asyncio
 import time
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select, update
 
 from anfang.app import create_app
 from anfang.config import Settings
+from anfang.devices.models import Device
 from anfang.devices.service import DeviceService
 from anfang.gb28181.server import GbConfig, GbServer
 from anfang.gb28181.simulator import Simulator
+from anfang.warnings.models import Warning as WarningRow
 from test_web import login
 from world import build
 
@@ -92,6 +95,28 @@ def test_app_runs_sip_server_with_demo_devices(store, tmp_path) -> None:
         assert len(items) == 3 and all(i["status"] == "online" for i in items), items
         assert {i["transport"] for i in items} == {"UDP", "TCP"}
         assert all(i["community_code"] for i in items)  # placed in the demo's communities
+
+
+def test_demo_keeps_recorded_cameras_alive_instead_of_flooding_offline_warnings(store, tmp_path) -> None:
+    """Cameras the demo data records as online (construction demo) have no live peer: the demo registers them and
+    sends their keepalives, so they stay online past the heartbeat timeout and raise no 设备离线 warning."""
+    build(store)
+    recorded = ["35040400001320000101", "35040400001320000102"]
+    svc = DeviceService(store)
+    for did in recorded:
+        svc.upsert("gb28181", did, name="小区出入口摄像机", community_code="350404001001", type_code="132")
+    with store.session() as s:
+        s.execute(update(Device).where(Device.device_id.in_(recorded)).values(status="online"))
+    settings = Settings(data_dir=tmp_path, database_url=store.url, sip_enabled=True, sip_port=0,
+                        sip_host="127.0.0.1", sip_simulate=1, sip_heartbeat_interval=1.0)
+    with TestClient(create_app(settings, store)) as c:
+        login(c, "city")
+        time.sleep(5)  # past the 3 s timeout (3 keepalives missed) of a device that sends none
+        status = {i["device_id"]: i["status"] for i in c.get("/api/devices").json()["items"]}
+        assert all(status[d] == "online" for d in recorded), status
+    with store.session() as s:
+        assert not s.scalars(select(WarningRow).where(WarningRow.rule == "device.offline",
+                                                      WarningRow.source.in_(recorded))).all()
 
 
 def test_manual_add_with_password(store, tmp_path) -> None:

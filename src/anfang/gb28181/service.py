@@ -31,12 +31,27 @@ def install(app: FastAPI, settings: Any) -> None:
 
 class DemoDevices:
     """A few simulated devices for the demo, placed in the demo's communities; every ``cycle`` seconds one is
-    powered off or back on, so the console shows live online/offline transitions."""
+    powered off or back on, so the console shows live online/offline transitions.
+
+    The demo data also holds the cameras of the construction demo (recorded online, with a status history but no
+    live peer): they are kept alive by one more simulator that registers them and sends their keepalives, so the
+    server does not time every one of them out and flood the officers' terminals with 设备离线 warnings."""
 
     def __init__(self, server: GbServer, count: int, password: str, cycle: float = 30.0) -> None:
         self.server, self.count, self.password, self.cycle = server, count, password, cycle
         self.sims: list[Any] = []
+        self.keeper: Any = None
         self._task: asyncio.Task | None = None
+
+    def _recorded_online(self) -> list[str]:
+        from sqlalchemy import select
+
+        from anfang.devices.models import Device
+
+        with self.server.store.session() as s:
+            return list(s.scalars(select(Device.device_id).where(Device.protocol == "gb28181",
+                                                                 Device.status == "online")
+                                  .order_by(Device.device_id)))
 
     def _place(self) -> None:
         from sqlalchemy import select
@@ -70,7 +85,25 @@ class DemoDevices:
             await asyncio.to_thread(self._place)
         for sim in self.sims:
             await sim.start()
+        await self._keep_recorded_devices_alive(target, cfg)
         self._task = asyncio.get_running_loop().create_task(self._cycle())
+
+    async def _keep_recorded_devices_alive(self, target: tuple[str, int], cfg: Any) -> None:
+        from anfang.gb28181.simulator import SimDevice, Simulator
+
+        own = {d.device_id for sim in self.sims for d in sim.devices}
+        ids = [i for i in await asyncio.to_thread(self._recorded_online) if i not in own]
+        if not ids:
+            return
+        keeper = Simulator(target, count=0, heartbeat=max(1.0, cfg.heartbeat_interval * 0.8),
+                           password=self.password, server_id=cfg.server_id, first_serial=5000)
+        for device_id in ids:
+            dev = SimDevice(device_id, self.password, [], name=device_id)
+            keeper.devices.append(dev)
+            keeper.by_id[device_id] = dev
+        self.keeper = keeper
+        await keeper.start(concurrency=50)
+        log.info("demo_devices_kept_alive", devices=len(ids))
 
     async def _cycle(self) -> None:
         rng = random.Random(2021)
@@ -87,5 +120,6 @@ class DemoDevices:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        for sim in self.sims:
-            await sim.stop()
+        for sim in [*self.sims, self.keeper]:
+            if sim is not None:
+                await sim.stop()
