@@ -21,7 +21,7 @@ import numpy as np
 
 DEFAULT_M = 32  # HNSW connectivity (edges per node); 16 left recall@1 < 0.99 at p99 ≤ 2 ms at 1M
 DEFAULT_EF_CONSTRUCTION = 200
-DEFAULT_EF = 96  # search breadth; benchmarks/bench_faces.py: recall@1 ≥ 0.99 at 1M (see benchmarks/README.md#faces)
+DEFAULT_EF = 128  # search breadth; benchmarks/bench_faces.py: recall@1 ≥ 0.99 at 1M (see benchmarks/README.md#faces)
 # Vectors are stored as IEEE half floats: half the memory and ~1.7× faster distances (AVX-512 FP16 / F16C kernels
 # picked by usearch at run time) at the same recall@1 against exact float32 search (benchmarks/README.md#faces);
 # dlib embedding components are |x| < 0.5, where f16 keeps ~3 significant digits, far below the 0.25–0.6 margins.
