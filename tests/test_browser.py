@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -29,6 +24,7 @@ from anfang.registry.models import Address, Person
 from anfang.security.models import User
 from anfang.store.engine import Store
 from anfang.store.migrate import upgrade
+from liveserver import anfang_serve
 
 pytestmark = pytest.mark.browser
 
@@ -53,12 +49,6 @@ class Server:
     logins: dict[str, tuple[str, str, str]]  # role -> (username, password, display name)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _fill(db_url: str) -> dict[str, tuple[str, str, str]]:
     store = Store(db_url)
     try:
@@ -76,35 +66,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     db_url = f"sqlite:///{(data_dir / 'anfang.db').as_posix()}"
     upgrade(db_url)
     logins = _fill(db_url)
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANFANG_")}
-    env["ANFANG_DATA_KEYS"] = os.environ["ANFANG_DATA_KEYS"]  # the data keys the test encrypted with (conftest)
-    log = (data_dir / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-c", "from anfang.cli import app; app()", "serve", "--data-dir",
-                             str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=data_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"anfang serve exited: {(data_dir / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("anfang serve did not become healthy within 60 s")
-            time.sleep(0.2)
+    with anfang_serve(data_dir) as base:
         yield Server(base, db_url, logins)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

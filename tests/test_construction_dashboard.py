@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -24,6 +19,7 @@ from anfang.devices.service import DeviceService
 from anfang.doorplates.sheets import FontMissing, find_cjk_font
 from anfang.store.base import utcnow
 from anfang.viid.models import ViidObject
+from liveserver import anfang_serve
 from test_web import csrf, login
 from world import build
 
@@ -134,12 +130,6 @@ def test_project_pages_create_design_review(store, tmp_path) -> None:
         assert c.post(f"/api/construction/projects/{pid}/actions/start_build").status_code == 403
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.browser
 def test_dashboard_in_chromium(tmp_path) -> None:
     if not CHROMIUM.exists():
@@ -160,69 +150,43 @@ def test_dashboard_in_chromium(tmp_path) -> None:
         seed_demo(store, seed=2021)
     finally:
         store.dispose()
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANFANG_")}
-    env["ANFANG_DATA_KEYS"] = os.environ["ANFANG_DATA_KEYS"]  # the data keys the test encrypted with (conftest)
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-c", "from anfang.cli import app; app()", "serve", "--data-dir",
-                             str(tmp_path), "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM),
-                                        args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-            context = browser.new_context(viewport={"width": 1600, "height": 1000}, locale="zh-CN")
-            outside: list[str] = []
-            errors: list[str] = []
+    with anfang_serve(tmp_path) as base, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM),
+                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        context = browser.new_context(viewport={"width": 1600, "height": 1000}, locale="zh-CN")
+        outside: list[str] = []
+        errors: list[str] = []
 
-            def guard(route, request) -> None:  # noqa: ANN001
-                if request.url.startswith(base) or request.url.startswith(("data:", "blob:", "about:")):
-                    route.continue_()
-                else:
-                    outside.append(request.url)
-                    route.abort()
+        def guard(route, request) -> None:  # noqa: ANN001
+            if request.url.startswith(base) or request.url.startswith(("data:", "blob:", "about:")):
+                route.continue_()
+            else:
+                outside.append(request.url)
+                route.abort()
 
-            context.route("**/*", guard)
-            page = context.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(base + "/login")
-            user, password = logins["city_admin"]
-            page.fill("input[name=username]", user)
-            page.fill("input[name=password]", password)
-            page.click("button[type=submit]")
-            page.wait_for_url(base + "/")
-            page.goto(base + "/construction/dashboard")
-            svg = page.locator("[data-testid=city-map]")
-            assert svg.is_visible()
-            assert svg.locator("path").count() == len(county_shapes()["features"])
-            box = svg.bounding_box()
-            assert box and box["width"] > 300 and box["height"] > 250
-            assert page.locator("[data-testid=county-table] tbody tr").count() == 11
-            assert page.locator("[data-testid=kpi-built]").inner_text().endswith("/ 358")
-            # the stylesheet applied: the dark screen, not the console's white
-            bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
-            assert bg == "rgb(7, 17, 31)"
-            page.screenshot(path="/tmp/anfang-construction-dashboard.png", full_page=True)
-            assert outside == [] and errors == []
-            browser.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        context.route("**/*", guard)
+        page = context.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(base + "/login")
+        user, password = logins["city_admin"]
+        page.fill("input[name=username]", user)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        page.wait_for_url(base + "/")
+        page.goto(base + "/construction/dashboard")
+        svg = page.locator("[data-testid=city-map]")
+        assert svg.is_visible()
+        assert svg.locator("path").count() == len(county_shapes()["features"])
+        box = svg.bounding_box()
+        assert box and box["width"] > 300 and box["height"] > 250
+        assert page.locator("[data-testid=county-table] tbody tr").count() == 11
+        assert page.locator("[data-testid=kpi-built]").inner_text().endswith("/ 358")
+        # the stylesheet applied: the dark screen, not the console's white
+        bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert bg == "rgb(7, 17, 31)"
+        page.screenshot(path="/tmp/anfang-construction-dashboard.png", full_page=True)
+        assert outside == [] and errors == []
+        browser.close()
 
 
 def test_cli_circular_xlsx_and_pdf(tmp_path, monkeypatch) -> None:

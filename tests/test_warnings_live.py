@@ -9,8 +9,6 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,15 +26,10 @@ from anfang.security.service import create_user
 from anfang.store.engine import Store
 from anfang.store.migrate import upgrade
 from conftest import _service_missing
+from liveserver import anfang_serve
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -63,38 +56,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         room_id, room_name, community = room.id, room.full_name, room.community_code
     DeviceService(store).upsert("mqtt", f"smoke-{tag}", name="测试烟感", address_id=room_id, community_code=community)
     store.dispose()
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANFANG_")}
-    env["ANFANG_DATA_KEYS"] = os.environ["ANFANG_DATA_KEYS"]  # the data keys the test encrypted with (conftest)
-    env.update(ANFANG_MQTT_HOST="127.0.0.1", ANFANG_NODE_ID=f"t{tag}")
-    log = (data_dir / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-c", "from anfang.cli import app; app()", "serve", "--data-dir",
-                             str(data_dir), "--port", str(port)], cwd=data_dir, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"anfang serve exited: {(data_dir / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("server not healthy within 60 s")
-            time.sleep(0.2)
+    with anfang_serve(data_dir, {"ANFANG_MQTT_HOST": "127.0.0.1", "ANFANG_NODE_ID": f"t{tag}"}) as base:
         time.sleep(1.0)  # the MQTT consumer subscribes right after start-up
         yield {"base": base, "police": police, "device": f"smoke-{tag}", "room": room_name,
                "log": data_dir / "server.log"}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _publish(topic: str, payload: dict) -> None:
