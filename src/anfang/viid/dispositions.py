@@ -6,8 +6,6 @@ until acknowledged."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from anfang.store.engine import Store
 from anfang.viid import ids, service
 from anfang.viid.models import ViidDisposition, ViidDispositionHit, ViidObject
+from anfang.viid.poller import HttpPoller
 from anfang.viid.schemas import (
     INVALID_JSON_CONTENT,
     INVALID_OPERATION,
@@ -127,35 +126,19 @@ def notification(hit: ViidDispositionHit, d: ViidDisposition, obj: ViidObject) -
         key: orjson.loads(obj.body)}]}}
 
 
-class DispositionNotifier:
+class DispositionNotifier(HttpPoller):
     """Posts every unnotified hit to its disposition's ReceiveAddr; retries with backoff until acknowledged."""
 
+    task_name = "viid-dispositions"
+    http_timeout = 10.0
+
     def __init__(self, node: Any, *, poll: float = 0.5) -> None:
-        self.node, self.poll = node, poll
-        self._task: asyncio.Task | None = None
-        self._client: httpx.AsyncClient | None = None
+        super().__init__(node, poll=poll)
         self._retry_at: dict[str, float] = {}
         self._backoff: dict[str, float] = {}
 
-    async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=10.0)
-        self._task = asyncio.create_task(self._run(), name="viid-dispositions")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._client is not None:
-            await self._client.aclose()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.notify_once()
-            except Exception:  # noqa: BLE001
-                log.exception("viid_disposition_loop_failed")
-            await asyncio.sleep(self.poll)
+    async def once(self) -> Any:
+        return await self.notify_once()
 
     async def notify_once(self) -> int:
         sent = 0

@@ -11,7 +11,6 @@ and a cursor never skips a row.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from anfang.store.engine import Store
 from anfang.viid import ids, service
 from anfang.viid.models import ViidObject, ViidSubscription
+from anfang.viid.poller import HttpPoller
 from anfang.viid.schemas import (
     INVALID_JSON_CONTENT,
     INVALID_OPERATION,
@@ -153,37 +153,20 @@ def _active(store: Store) -> list[ViidSubscription]:
     return [s for s in subs if s.status == 0 and (s.begin_at is None or s.begin_at <= now)]
 
 
-class SubscriptionService:
+class SubscriptionService(HttpPoller):
     """Background delivery of every active subscription (a Service in ``app.state.services``)."""
 
+    task_name = "viid-subscriptions"
+    http_timeout = 15.0
+
     def __init__(self, node: Any, *, poll: float = 0.5) -> None:
-        self.node = node
-        self.poll = poll
-        self._task: asyncio.Task | None = None
-        self._client: httpx.AsyncClient | None = None
+        super().__init__(node, poll=poll)
         self._next_try: dict[str, float] = {}
         self._backoff: dict[str, float] = {}
         self._last_sent: dict[str, float] = {}
 
-    async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=15.0)
-        self._task = asyncio.create_task(self._run(), name="viid-subscriptions")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._client is not None:
-            await self._client.aclose()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.deliver_once()
-            except Exception:  # noqa: BLE001 - delivery must survive any single failure
-                log.exception("viid_subscription_loop_failed")
-            await asyncio.sleep(self.poll)
+    async def once(self) -> Any:
+        return await self.deliver_once()
 
     async def deliver_once(self) -> int:
         """One pass over the active subscriptions; returns how many objects were acknowledged."""
