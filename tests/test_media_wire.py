@@ -3,6 +3,7 @@ checked against independent peers (FFmpeg's ffprobe, PyAV's decoders) and agains
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from anfang.media import nal, testsrc
 from anfang.media.ps import EsFrame, PsDemuxer, mux_ps
 from anfang.media.rtp import Reorder, Rfc4571Decoder, RtpError, RtpPacket, build_rtp, frame_rfc4571, parse_rtp
+from anfang.media.testsrc import RtpPsSender
 
 REQUIRE_SERVICES = os.environ.get("ANFANG_REQUIRE_SERVICES") == "1"
 
@@ -326,3 +328,212 @@ def test_ps_demuxer_absurd_sizes_random_bytes_and_truncation() -> None:
         d2.feed(one[:n])
         d2.flush()
     _valid_tail_still_yields(d, told=True)
+
+
+# -- the test sender and the simulator's live video ----------------------------------------------------------
+class _Receiver:
+    """A minimal platform-side receiver (the media node does the real job): RTP -> reorder -> PS -> frames."""
+
+    def __init__(self) -> None:
+        self.reorder = Reorder(window=64)
+        self.demux = PsDemuxer()
+        self.frames: list[EsFrame] = []
+        self.ssrcs: set[int] = set()
+        self.packets = 0
+        self._last_seq: int | None = None
+        self._tcp = Rfc4571Decoder()
+        self.server: asyncio.AbstractServer | None = None
+        self.udp: asyncio.DatagramTransport | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    def datagram(self, data: bytes) -> None:
+        try:
+            pkt = parse_rtp(data)
+        except RtpError:
+            return
+        self.packets += 1
+        self.ssrcs.add(pkt.ssrc)
+        for p in self.reorder.push(pkt):
+            if self._last_seq is not None and p.seq != (self._last_seq + 1) % 65536:
+                self.demux.discontinuity()  # a gap: drop the damaged frame, resync at the next pack
+            self._last_seq = p.seq
+            self.frames += self.demux.feed(p.payload)
+            if p.marker:
+                self.frames += self.demux.flush()
+
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.append(writer)
+        while data := await reader.read(65536):
+            for pkt in self._tcp.feed(data):
+                self.datagram(pkt)
+
+    async def listen_udp(self) -> int:
+        loop = asyncio.get_running_loop()
+        recv = self
+
+        class Proto(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr) -> None:
+                recv.datagram(data)
+
+        self.udp, _ = await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))
+        return self.udp.get_extra_info("sockname")[1]
+
+    async def listen_tcp(self) -> int:
+        self.server = await asyncio.start_server(self._read, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def connect_tcp(self, host: str, port: int) -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        asyncio.get_running_loop().create_task(self._read(reader, writer))
+
+    def close(self) -> None:
+        if self.udp:
+            self.udp.close()
+        if self.server:
+            self.server.close()
+        for w in self.writers:
+            w.close()
+
+    def video(self, codec: str) -> list[EsFrame]:
+        return [f for f in self.frames if f.codec == codec]
+
+
+async def _until(cond, timeout: float = 10.0) -> bool:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        if cond():
+            return True
+        await asyncio.sleep(0.05)
+    return bool(cond())
+
+
+def test_sender_through_2pct_loss_and_reorder_playback_continues_in_order() -> None:
+    src = testsrc.clip("h264", 640, 360, seconds=1)
+
+    async def scenario() -> None:
+        recv = _Receiver()
+        port = await recv.listen_udp()
+        sender = RtpPsSender(src, ssrc=100000001, fps=100, transport="UDP", loss=0.02, reorder=0.02, seed=7)
+        await sender.start_udp("127.0.0.1", port)
+        try:
+            assert await _until(lambda: sender.frames_sent >= 100)  # the clip loops with continuous PTS
+        finally:
+            await sender.stop()
+        await asyncio.sleep(0.1)
+        recv.frames += recv.demux.flush()
+        recv.close()
+        assert sender.packets_dropped > 0 and sender.packets_reordered > 0
+        assert recv.reorder.stats["reordered"] > 0 and recv.reorder.stats["lost"] > 0
+        video = recv.video("h264")
+        pts = [f.pts for f in video]
+        assert pts == sorted(pts) and len(set(pts)) == len(pts)  # in order, none twice, across the loop
+        assert len(video) >= 0.75 * sender.frames_sent
+        assert pts[-1] >= 3600 * 90  # PTS continue past the end of the 25-frame clip
+        pictures = _decode(video, "h264")
+        assert len(pictures) >= 0.75 * sender.frames_sent
+        assert all((p.width, p.height) == (640, 360) for p in pictures)
+
+    asyncio.run(scenario())
+
+
+def _sdp(port: int, proto: str = "RTP/AVP", setup: str | None = None, ssrc: str = "0350400001") -> bytes:
+    lines = ["v=0", "o=35040000002000000001 0 0 IN IP4 127.0.0.1", "s=Play", "c=IN IP4 127.0.0.1", "t=0 0",
+             f"m=video {port} {proto} 96", "a=recvonly", "a=rtpmap:96 PS/90000"]
+    if setup:
+        lines += [f"a=setup:{setup}", "a=connection:new"]
+    lines.append(f"y={ssrc}")
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def _answer(body: bytes) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in body.decode().splitlines():
+        k, _, v = line.partition("=")
+        if k in ("m", "y", "c") or v.startswith("setup:"):
+            out["setup" if v.startswith("setup:") else k] = v.removeprefix("setup:")
+    return out
+
+
+def _gb_store(tmp_path):
+    from anfang.store.engine import Store
+    from anfang.store.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'gb.db'}"
+    upgrade(url)
+    return Store(url)
+
+
+def test_simulator_answers_invite_and_streams_over_udp_tcp_passive_and_tcp_active_until_bye(tmp_path) -> None:
+    from anfang.gb28181.server import GbConfig, GbServer
+    from anfang.gb28181.simulator import Simulator
+
+    store = _gb_store(tmp_path)
+
+    async def scenario() -> None:
+        server = GbServer(GbConfig(host="127.0.0.1", port=0, heartbeat_interval=5, tick=0.1,
+                                   query_on_register=False), store)
+        await server.start()
+        sim = Simulator(("127.0.0.1", server.port), count=2, channels=3, heartbeat=5, h265_last_channel=True,
+                        media_ports=(0, 0))
+        try:
+            await sim.start()
+            await sim.prepare_media(("h264", "h265"))
+            dev, dumb = sim.devices
+            assert [c["codec"] for c in dev.channels] == ["h264", "h264", "h265"]
+            cases = [  # (offer proto, offer setup, channel, codec, serial)
+                ("RTP/AVP", None, 0, "h264", "0350400001"),
+                ("TCP/RTP/AVP", "passive", 1, "h264", "0350400002"),  # we listen, the device connects
+                ("TCP/RTP/AVP", "active", 2, "h265", "0350400003"),  # the device listens, we connect
+            ]
+            for proto, setup, ch, codec, ssrc in cases:
+                recv = _Receiver()
+                port = await (recv.listen_udp() if proto == "RTP/AVP" else
+                              recv.listen_tcp() if setup == "passive" else asyncio.sleep(0, 9))
+                channel_id = dev.channels[ch]["channel_id"]
+                resp, dialog = await server.invite(dev.device_id, channel_id, _sdp(port, proto, setup, ssrc))
+                assert resp.status == 200 and dialog is not None
+                ans = _answer(resp.body)
+                assert ans["y"] == ssrc and ans["m"].split()[2] == proto
+                if setup:
+                    assert ans["setup"] == {"passive": "active", "active": "passive"}[setup]
+                if setup == "active":
+                    await recv.connect_tcp("127.0.0.1", int(ans["m"].split()[1]))
+                assert await _until(lambda r=recv, c=codec: len(r.video(c)) >= 12), (proto, setup, recv.packets)
+                assert dev.streams == 1
+                assert recv.ssrcs == {int(ssrc)}
+                video = recv.video(codec)
+                assert video[0].keyframe  # a stream starts with an IDR
+                pictures = _decode(video, codec)
+                assert len(pictures) >= 10 and all((p.width, p.height) == (640, 360) for p in pictures)
+                assert (pictures[0].to_ndarray() != pictures[-1].to_ndarray()).mean() > 0.01
+                assert await server.bye(dialog) == 200
+                assert await _until(lambda: dev.streams == 0)
+                await asyncio.sleep(0.2)
+                seen = recv.packets
+                await asyncio.sleep(0.3)
+                assert recv.packets == seen  # BYE stopped the media
+                recv.close()
+            assert dev.invites == 3
+            # a device that answers but never sends, and one that never answers (for the timeout paths)
+            dumb.send_media = False
+            recv = _Receiver()
+            port = await recv.listen_udp()
+            resp, dialog = await server.invite(dumb.device_id, dumb.channels[0]["channel_id"], _sdp(port))
+            assert resp.status == 200 and await _until(lambda: dumb.streams == 1)
+            await asyncio.sleep(0.5)
+            assert recv.packets == 0
+            assert await server.bye(dialog) == 200
+            recv.close()
+            dumb.answer_invite = False
+            with pytest.raises(TimeoutError):
+                await server.invite(dumb.device_id, dumb.channels[0]["channel_id"], _sdp(port), timeout=1.0)
+            # an offer the device cannot serve is refused with 488, not a crash
+            resp, _ = await server.invite(dev.device_id, dev.channels[0]["channel_id"], b"v=0\r\ns=Play\r\n")
+            assert resp.status == 488
+        finally:
+            await sim.stop()
+            await server.stop()
+
+    asyncio.run(scenario())
+    store.dispose()

@@ -3,6 +3,10 @@ plays it like a GB/T 28181 camera over UDP, TCP active or TCP passive (RFC 4571)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import random
+import socket
 import threading
 from fractions import Fraction
 
@@ -10,7 +14,8 @@ import av
 import numpy as np
 
 from anfang.media import nal
-from anfang.media.ps import EsFrame
+from anfang.media.ps import EsFrame, mux_ps
+from anfang.media.rtp import build_rtp, frame_rfc4571
 
 _CACHE: dict[tuple[str, int, int, int, int, int, float], list[EsFrame]] = {}
 _LOCK = threading.Lock()
@@ -90,3 +95,185 @@ def _encode(codec: str, width: int, height: int, fps: int, bitrate: int, gop: in
         frames.append(EsFrame(codec, pts, data, nal.is_keyframe(data, codec)))
     frames.sort(key=lambda f: f.pts or 0)
     return frames
+
+
+class RtpPsSender:
+    """Plays access units like a GB/T 28181 camera: MPEG-PS in RTP (payload type 96, 90 kHz timestamp = PTS,
+    marker on the last packet of each frame), paced at `fps`, looping the clip with continuous PTS and sequence
+    numbers. `loss` drops and `reorder` delays (by 1-3 packets) that fraction of packets, from a seeded RNG.
+
+    Transports: UDP; TCP active (we connect to the receiver); TCP passive (we listen, the receiver connects).
+    TCP uses RFC 4571 framing. Sending ends on `stop()` or when a TCP peer goes away. `mute=True` makes a
+    device that sets up the transport but sends nothing.
+    """
+
+    def __init__(self, frames: list[EsFrame], *, ssrc: int, fps: float, transport: str = "UDP",
+                 loss: float = 0.0, reorder: float = 0.0, seed: int = 0, mtu: int = 1400,
+                 first_seq: int | None = None, mute: bool = False) -> None:
+        video = [f for f in frames if f.codec in nal.CODECS]
+        if not video:
+            raise ValueError("no video frames to send")
+        if transport.upper() not in ("UDP", "TCP"):
+            raise ValueError(f"unknown transport {transport!r}")
+        self.frames = video
+        self.ssrc = ssrc
+        self.fps = fps
+        self.transport = transport.upper()
+        self.loss = loss
+        self.reorder = reorder
+        self.mute = mute  # connect/listen as asked but send nothing (a device that never streams)
+        self.payload_size = max(mtu - 12, 64)
+        self._rng = random.Random(seed)
+        self._seq = self._rng.randrange(65536) if first_seq is None else first_seq
+        step = int(round(TICKS / fps))
+        self._clip_span = (video[-1].pts or 0) - (video[0].pts or 0) + step
+        self._task: asyncio.Task | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._delayed: list[tuple[int, bytes]] = []  # (packets still to send before it, packet)
+        self.frames_sent = 0
+        self.bytes_sent = 0
+        self.packets_sent = 0
+        self.packets_dropped = 0
+        self.packets_reordered = 0
+        self.connected = asyncio.Event()
+        self.finished = asyncio.Event()
+        self.error: str | None = None
+
+    # -- starting ---------------------------------------------------------------------------------------------
+    async def start_udp(self, host: str, port: int, *, sock: socket.socket | None = None) -> None:
+        """Send to host:port; from `sock` when given (a socket bound to the port announced in the SDP)."""
+        loop = asyncio.get_running_loop()
+        if sock is not None:
+            sock.setblocking(False)
+            sock.connect((host, port))
+            self._udp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=sock)
+        else:
+            self._udp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=(host, port))
+        with contextlib.suppress(OSError):
+            self._udp.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        self.connected.set()
+        self._task = asyncio.create_task(self._run())
+
+    async def start_tcp_active(self, host: str, port: int, timeout: float = 5.0) -> None:
+        _, self._writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        self.connected.set()
+        self._task = asyncio.create_task(self._run())
+
+    async def listen_tcp_passive(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if self._writer is not None or self.finished.is_set():  # one receiver per stream
+                writer.close()
+                return
+            self._writer = writer
+            self.connected.set()
+            self._task = asyncio.create_task(self._run())
+            with contextlib.suppress(Exception):
+                await reader.read()  # hold the connection; an EOF from the receiver ends the stream
+            await self.stop()
+
+        self._server = await asyncio.start_server(accept, host, port)
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def local_port(self) -> int | None:
+        if self._server is not None:
+            return self._server.sockets[0].getsockname()[1]
+        if self._udp is not None:
+            return self._udp.get_extra_info("sockname")[1]
+        return None
+
+    async def stop(self) -> None:
+        self.finished.set()
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(Exception):
+                await self._writer.wait_closed()
+            self._writer = None
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+
+    # -- sending ----------------------------------------------------------------------------------------------
+    def packets_for(self, frame: EsFrame, pts: int) -> list[bytes]:
+        """The RTP packets of one frame (advances the sequence number)."""
+        ps = mux_ps(frame.data, codec=frame.codec, pts=pts, keyframe=frame.keyframe)
+        size = self.payload_size
+        chunks = [ps[i:i + size] for i in range(0, len(ps), size)]
+        out = []
+        last = len(chunks) - 1
+        for i, chunk in enumerate(chunks):
+            out.append(build_rtp(chunk, seq=self._seq, timestamp=pts, ssrc=self.ssrc, marker=i == last))
+            self._seq = (self._seq + 1) & 0xFFFF
+        return out
+
+    def _impair(self, packets: list[bytes]) -> list[bytes]:
+        if not (self.loss or self.reorder or self._delayed):
+            return packets
+        out: list[bytes] = []
+        rng = self._rng
+        for pkt in packets:
+            if self.loss and rng.random() < self.loss:
+                self.packets_dropped += 1
+                continue
+            if self.reorder and rng.random() < self.reorder:
+                self.packets_reordered += 1
+                self._delayed.append((rng.randint(1, 3), pkt))
+                continue
+            out.append(pkt)
+            still = []
+            for n, held in self._delayed:
+                if n <= 1:
+                    out.append(held)
+                else:
+                    still.append((n - 1, held))
+            self._delayed = still
+        return out
+
+    async def _send(self, packets: list[bytes]) -> None:
+        if self._udp is not None:
+            for pkt in packets:
+                self._udp.sendto(pkt)
+                self.bytes_sent += len(pkt)
+        elif self._writer is not None:
+            data = b"".join(frame_rfc4571(p) for p in packets)
+            self._writer.write(data)
+            self.bytes_sent += len(data)
+            await self._writer.drain()
+        self.packets_sent += len(packets)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = 1.0 / self.fps
+        start = loop.time()
+        n = 0
+        base = self.frames[0].pts or 0
+        try:
+            if self.mute:
+                await self.finished.wait()
+            while not self.finished.is_set():
+                frame = self.frames[n % len(self.frames)]
+                pts = (n // len(self.frames)) * self._clip_span + (frame.pts or 0) - base
+                await self._send(self._impair(self.packets_for(frame, pts)))
+                self.frames_sent += 1
+                n += 1
+                delay = start + n * interval - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif delay < -1.0:  # far behind (loaded machine): do not burst to catch up
+                    start = loop.time() - n * interval
+                else:
+                    await asyncio.sleep(0)
+        except (ConnectionError, OSError) as exc:
+            self.error = str(exc) or type(exc).__name__
+        finally:
+            self.finished.set()
