@@ -1,6 +1,11 @@
 """Simulated GB/T 28181 devices speaking real SIP (UDP or TCP, digest, keepalives, catalog with Chinese names,
-alarms): for the demo, the tests and the benchmarks. UDP devices of one simulator share one socket (the server
-tells them apart by device id, as it would behind a NAT); TCP devices each hold their own connection."""
+alarms, live video): for the demo, the tests and the benchmarks. UDP devices of one simulator share one socket
+(the server tells them apart by device id, as it would behind a NAT); TCP devices each hold their own connection.
+
+An INVITE (s=Play) is answered with the device's SDP; after the ACK the channel streams a moving test pattern
+(H.264, or H.265 per channel) as MPEG-PS over RTP: UDP, or TCP (RFC 4571) where the device connects when the
+offer says `a=setup:passive` and listens on the port of its answer when the offer says `a=setup:active`.
+BYE stops it."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import contextlib
 import heapq
 import itertools
 import random
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +27,7 @@ from anfang.gb28181.manscdp.xml import CONTENT_TYPE, format_time
 from anfang.gb28181.sip.auth import authorization_header
 from anfang.gb28181.sip.message import SipMessage, parse_auth
 from anfang.gb28181.sip.transport import Peer, SipEndpoint, new_tag
+from anfang.media.testsrc import RtpPsSender, clip
 
 log = structlog.get_logger(__name__)
 
@@ -51,14 +58,83 @@ class SimDevice:
     invites: int = 0
     scheduled: bool = False
     received: list[str] = field(default_factory=list)
+    answer_invite: bool = True
+    send_media: bool = True
+    calls: dict[str, MediaCall] = field(default_factory=dict)  # Call-ID -> live stream dialog
+
+    @property
+    def streams(self) -> int:
+        """Streams set up (INVITE answered and ACKed) and not ended by BYE or the receiver going away."""
+        return sum(1 for c in self.calls.values() if c.acked and not c.sender.finished.is_set())
+
+
+@dataclass(eq=False)
+class MediaCall:
+    channel_id: str
+    codec: str
+    offer: dict[str, Any]
+    answer: bytes
+    sender: RtpPsSender
+    sock: socket.socket | None = None  # UDP: bound to the port in the answer, sent from after the ACK
+    acked: bool = False
+
+
+class SdpError(ValueError):
+    pass
+
+
+def parse_offer(body: bytes) -> dict[str, Any]:
+    """The parts of a GB/T 28181 INVITE offer the device needs (c=, m=video, a=setup, y=, s=)."""
+    try:
+        text = body.decode("utf-8", "replace")
+    except Exception as exc:  # noqa: BLE001
+        raise SdpError("undecodable SDP") from exc
+    offer: dict[str, Any] = {"session": "", "host": "", "port": 0, "proto": "", "setup": "", "ssrc": ""}
+    for line in text.splitlines():
+        key, _, value = line.strip().partition("=")
+        if key == "s":
+            offer["session"] = value.strip()
+        elif key == "c":
+            parts = value.split()
+            if len(parts) == 3:
+                offer["host"] = parts[2]
+        elif key == "m" and value.startswith("video") and not offer["proto"]:
+            parts = value.split()
+            if len(parts) < 3 or not parts[1].isdigit():
+                raise SdpError("bad m=video line")
+            offer["port"], offer["proto"] = int(parts[1]), parts[2].upper()
+        elif key == "a" and value.startswith("setup:"):
+            offer["setup"] = value[6:].strip().lower()
+        elif key == "y":
+            offer["ssrc"] = value.strip()
+    if not offer["proto"] or not offer["host"] or not 0 < offer["port"] < 65536:
+        raise SdpError("offer without a usable c= / m=video")
+    if offer["proto"] not in ("RTP/AVP", "TCP/RTP/AVP", "RTP/AVP/TCP"):
+        raise SdpError(f"unsupported media protocol {offer['proto']}")
+    offer["tcp"] = "TCP" in offer["proto"]
+    if offer["tcp"] and offer["setup"] not in ("active", "passive"):
+        offer["setup"] = "passive"  # GB/T 28181: TCP without a=setup means the platform listens
+    if offer["ssrc"] and not (offer["ssrc"].isdigit() and len(offer["ssrc"]) <= 10):
+        raise SdpError("bad y= SSRC")
+    return offer
 
 
 class Simulator:
     def __init__(self, server: tuple[str, int], *, count: int = 3, channels: int = 4, transport: str = "UDP",
                  password: str = "anfang28181", server_id: str = "35040000002000000001",
                  heartbeat: float = 60.0, region: str = "350402", first_serial: int = 1, catalog_page: int = 2,
-                 type_code: str = "118", expires: int = 3600, local_host: str = "127.0.0.1") -> None:
+                 type_code: str = "118", expires: int = 3600, local_host: str = "127.0.0.1",
+                 width: int = 640, height: int = 360, fps: int = 25, bitrate: int = 1_000_000, gop: int | None = None,
+                 clip_seconds: float = 2.0, loss: float = 0.0, reorder: float = 0.0, h265_last_channel: bool = False,
+                 answer_invite: bool = True, send_media: bool = True,
+                 media_ports: tuple[int, int] = (30000, 30999)) -> None:
         self.server = server
+        self.media = {"width": width, "height": height, "fps": fps, "bitrate": bitrate, "gop": gop or fps,
+                      "seconds": clip_seconds}
+        self.loss = loss
+        self.reorder = reorder
+        self.media_ports = media_ports
+        self._next_media_port = media_ports[0]
         self.server_id = server_id
         self.realm = server_id[:10]
         self.heartbeat = heartbeat
@@ -76,8 +152,11 @@ class Simulator:
             chans = [{"channel_id": make_gb_id(region + "00", "131", serial * 100 + c, network="0"),
                       "name": f"{community}{PLACES[(serial + c) % len(PLACES)]}",
                       "civil_code": region, "address_text": community, "parent_id": dev_id,
-                      "status": "online"} for c in range(channels)]
-            dev = SimDevice(dev_id, password, chans, transport=transport, name=f"{community}NVR{serial:03d}")
+                      "status": "online",
+                      "codec": "h265" if h265_last_channel and c == channels - 1 else "h264"}
+                     for c in range(channels)]
+            dev = SimDevice(dev_id, password, chans, transport=transport, name=f"{community}NVR{serial:03d}",
+                            answer_invite=answer_invite, send_media=send_media)
             self.devices.append(dev)
             self.by_id[dev_id] = dev
             for ch in chans:  # INVITE / ACK / BYE are addressed to a channel
@@ -106,7 +185,19 @@ class Simulator:
             dev.running = False
         for task in list(self._tasks):
             task.cancel()
+        for dev in self.devices:
+            for call_id in list(dev.calls):
+                await self._end_call(dev, call_id)
         await self.endpoint.stop()
+
+    async def prepare_media(self, codecs: tuple[str, ...] = ("h264",)) -> None:
+        """Encode the test-pattern clips now (in a thread) so the first INVITE answers without that delay."""
+        for codec in codecs:
+            await asyncio.to_thread(clip, codec, **self.media)
+
+    @property
+    def streams(self) -> int:
+        return sum(d.streams for d in self.devices)
 
     def _spawn(self, coro: Any) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
@@ -230,6 +321,8 @@ class Simulator:
     def power_off(self, dev: SimDevice) -> None:
         """The device stops sending anything (cable pulled): the server should mark it offline."""
         dev.running = False
+        for call_id in list(dev.calls):
+            self._spawn(self._end_call(dev, call_id))
 
     async def power_on(self, dev: SimDevice) -> int:
         """A restart: a fresh registration (new Call-ID), then keepalives again."""
@@ -266,18 +359,20 @@ class Simulator:
                 self.endpoint.reply(msg, msg.response(200, to_tag=new_tag()), peer)
             return
         if msg.method == "INVITE":
-            ssrc = "0000000001"
-            sdp = (f"v=0\r\no={msg.to_user} 0 0 IN IP4 {self.local_host}\r\ns=Play\r\n"
-                   f"c=IN IP4 {self.local_host}\r\nt=0 0\r\nm=video 30000 RTP/AVP 96\r\n"
-                   f"a=rtpmap:96 PS/90000\r\na=sendonly\r\ny={ssrc}\r\n").encode()
-            resp = msg.response(200, to_tag=new_tag(), body=sdp, content_type="APPLICATION/SDP")
-            resp.add("Contact", f"<sip:{msg.to_user}@{self._contact()}>")
-            self.endpoint.reply(msg, resp, peer)
-            dev.invites += 1
+            if dev.answer_invite:
+                self._spawn(self._invite(dev, msg, peer))
             return
-        if msg.method in ("ACK", "BYE"):
-            if msg.method == "BYE":
-                self.endpoint.reply(msg, msg.response(200), peer)
+        if msg.method == "ACK":
+            call = dev.calls.get(msg.call_id)
+            if call is not None and not call.acked:
+                call.acked = True
+                self._spawn(self._start_media(dev, msg.call_id, call))
+            return
+        if msg.method == "BYE":
+            known = msg.call_id in dev.calls
+            self.endpoint.reply(msg, msg.response(200 if known else 481), peer)
+            if known:
+                self._spawn(self._end_call(dev, msg.call_id))
             return
         if msg.method != "MESSAGE":
             self.endpoint.reply(msg, msg.response(405), peer)
@@ -289,6 +384,94 @@ class Simulator:
             return
         if doc.root == "Query" and dev.answer_queries:
             self._spawn(self._answer(dev, doc.cmd_type, doc.sn))
+
+    # ---- live video
+    def _reserve_udp(self) -> socket.socket:
+        """A UDP socket on the next free port of ``media_ports`` (the port the answer announces)."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        lo, hi = self.media_ports
+        for _ in range(hi - lo + 1):
+            port = self._next_media_port
+            self._next_media_port = lo if port >= hi else port + 1
+            try:
+                sock.bind((self.local_host, port))
+                return sock
+            except OSError:
+                continue
+        sock.bind((self.local_host, 0))
+        return sock
+
+    async def _invite(self, dev: SimDevice, msg: SipMessage, peer: Peer) -> None:
+        call_id = msg.call_id
+        if call_id in dev.calls:  # re-INVITE of a running dialog: same answer
+            resp = msg.response(200, to_tag=msg.to_tag or new_tag(), body=dev.calls[call_id].answer,
+                                content_type="APPLICATION/SDP")
+            self.endpoint.reply(msg, resp, peer)
+            return
+        try:
+            offer = parse_offer(msg.body)
+            if offer["session"] and offer["session"].lower() != "play":
+                raise SdpError(f"session {offer['session']} not supported by the simulator")
+        except SdpError as exc:
+            log.info("sim_invite_refused", device=dev.device_id, error=str(exc))
+            self.endpoint.reply(msg, msg.response(488), peer)
+            return
+        channel = next((c for c in dev.channels if c["channel_id"] == msg.to_user), None)
+        if channel is None and dev.channels:
+            channel = dev.channels[0]
+        codec = (channel or {}).get("codec", "h264")
+        channel_id = channel["channel_id"] if channel else dev.device_id
+        ssrc = offer["ssrc"] or f"0{self.realm[3:8]}{dev.invites % 10000:04d}"
+        frames = await asyncio.to_thread(clip, codec, **self.media)
+        sender = RtpPsSender(frames, ssrc=int(ssrc), fps=self.media["fps"], transport="TCP" if offer["tcp"] else "UDP",
+                             loss=self.loss, reorder=self.reorder, seed=int(ssrc) ^ dev.invites,
+                             mute=not dev.send_media)
+        sock = None
+        setup_line = ""
+        if offer["tcp"]:
+            if offer["setup"] == "active":  # the platform connects: we listen on the port we answer
+                port = await sender.listen_tcp_passive(self.local_host)
+                setup_line = "a=setup:passive\r\na=connection:new\r\n"
+            else:  # the platform listens: we connect after the ACK (RFC 4145: port 9 for the active side)
+                port = 9
+                setup_line = "a=setup:active\r\na=connection:new\r\n"
+        else:
+            sock = self._reserve_udp()
+            port = sock.getsockname()[1]
+        host = self.local_host
+        answer = (f"v=0\r\no={channel_id} 0 0 IN IP4 {host}\r\ns=Play\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
+                  f"m=video {port} {offer['proto']} 96\r\na=rtpmap:96 PS/90000\r\na=sendonly\r\n{setup_line}"
+                  f"y={ssrc}\r\nf=v/{2 if codec == 'h264' else 5}/////a///\r\n").encode()
+        if not dev.running:  # powered off while we prepared
+            await sender.stop()
+            if sock is not None:
+                sock.close()
+            return
+        dev.calls[call_id] = MediaCall(channel_id, codec, offer, answer, sender, sock)
+        dev.invites += 1
+        resp = msg.response(200, to_tag=new_tag(), body=answer, content_type="APPLICATION/SDP")
+        resp.add("Contact", f"<sip:{msg.to_user}@{self._contact()}>")
+        self.endpoint.reply(msg, resp, peer)
+
+    async def _start_media(self, dev: SimDevice, call_id: str, call: MediaCall) -> None:
+        offer = call.offer
+        try:
+            if not offer["tcp"]:
+                sock, call.sock = call.sock, None
+                await call.sender.start_udp(offer["host"], offer["port"], sock=sock)
+            elif offer["setup"] == "passive":
+                await call.sender.start_tcp_active(offer["host"], offer["port"])
+        except (OSError, TimeoutError) as exc:
+            log.info("sim_media_failed", device=dev.device_id, call_id=call_id, error=str(exc))
+            await call.sender.stop()
+
+    async def _end_call(self, dev: SimDevice, call_id: str) -> None:
+        call = dev.calls.pop(call_id, None)
+        if call is None:
+            return
+        if call.sock is not None:
+            call.sock.close()
+        await call.sender.stop()
 
     async def _answer(self, dev: SimDevice, cmd: str, sn: str) -> None:
         bodies: list[bytes] = []
