@@ -209,6 +209,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     from anfang.gb28181.service import install as install_gb28181
 
     install_gb28181(app, settings)  # GB/T 28181: /devices, /api/devices; the SIP server when sip_enabled
+    from anfang.media.views import install as install_video
+
+    install_video(app, settings)  # live video: /api/video, /media/ws, /video/wall; media node beside the SIP server
     from anfang.construction.views import mount as mount_construction
 
     mount_construction(app)  # 建设运维: /api/construction (tiers, specs, work orders), /construction

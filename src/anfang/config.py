@@ -85,6 +85,18 @@ class Settings(BaseSettings):
     sip_uppers: list[dict] = Field(default_factory=list)  # cascade: [{server_id, host, port, password, ...}]
     sip_simulate: int = 0  # simulated devices started with the server (the demo sets a few)
 
+    # Live video (docs/video.md): the embedded media node runs with the SIP server unless media_enabled is false
+    media_enabled: bool = True
+    media_bind_host: str = "0.0.0.0"  # RTP receivers listen here
+    media_rtp_ip: str | None = None  # the address devices send media to (SDP c=); default the SIP advertised host
+    media_port_min: int = 0  # RTP port range for the firewall (0: any free port)
+    media_port_max: int = 0
+    media_transport: str = "UDP"  # UDP | TCP-passive (device connects to us) | TCP-active (we connect)
+    media_linger: float = 15.0  # seconds a stream stays open after its last viewer left (then BYE)
+    media_timeout: float = 8.0  # seconds from INVITE to the first picture before the viewer is told
+    media_secret: str | None = Field(default=None, repr=False,
+                                     description="shared secret of console and media nodes (stream tokens)")
+
     # Data security (docs/security.md). Encryption at rest: the data keys' JSON (ANFANG_DATA_KEYS) or key file
     # (default data_dir/keys/data-keys.json, generated when absent).
     data_keys: str | None = Field(default=None, repr=False, description="data key set as JSON (overrides the file)")

@@ -175,7 +175,7 @@ _T = {
     "manufacturer": ("厂商", "Manufacturer"), "model": ("型号", "Model"), "address": ("地址", "Address"),
     "civil_code": ("行政区划", "Civil code"), "all": ("全部", "All"), "search": ("查询", "Search"),
     "total": ("共", "Total"), "none": ("暂无", "none"), "online_count": ("在线", "Online"),
-    "type": ("类型", "Type"), "shared": ("共享上级", "Shared"),
+    "type": ("类型", "Type"), "shared": ("共享上级", "Shared"), "live": ("实时视频", "Live video"),
 }
 
 

@@ -47,7 +47,8 @@ PAGE_SIZE = 20
 CHART_MAX_BARS = 30
 PLATE_EDITORS = WRITERS | {Role.property_staff}
 # Content-Security-Policy: nothing but this origin, no inline script or style — the offline guarantee, enforced.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
+       "media-src 'self' blob:; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
 
 _env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),

@@ -1,0 +1,260 @@
+"""Live video in the console and the API: ``/api/video`` (open a live stream, snapshot, channel tree, camera
+links), the viewers' WebSocket ``/media/ws/{stream}`` of the embedded media node, and the pages (监控中心 wall).
+
+Who may watch what is the device scope of the console (``device_condition``: property staff their community,
+officers their 警务区, admins their county / city). Opening a stream issues a short-lived token for that one stream;
+every viewing is in the audit chain (opened, and closed with its duration); a snapshot is an export (watermarked,
+in the export log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, FastAPI, Query, Request, WebSocket
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from anfang.core.errors import AnfangError, Forbidden, NotFound
+from anfang.devices.models import Channel, Device
+from anfang.media import linking, tokens
+from anfang.media.control import LiveController, LocalNode, NodeDirectory, VideoError
+from anfang.media.node import MediaNode, NodeConfig
+from anfang.security import audit
+from anfang.security.roles import Role
+from anfang.security.scope import Principal
+from anfang.security.views import CurrentPrincipal
+from anfang.store.engine import Store
+
+log = structlog.get_logger(__name__)
+TOKEN_SECONDS = 120.0  # a stream token opens the WebSocket within this time; the viewing itself may last longer
+VIEWERS = frozenset({Role.city_admin, Role.county_admin, Role.police, Role.property_staff, Role.grid_worker})
+
+api = APIRouter(prefix="/api/video", tags=["video 视频"])
+
+
+def _device_scope(p: Principal) -> Any:
+    from anfang.gb28181.views import device_condition
+
+    return device_condition(p)
+
+
+def channel_in_scope(store: Store, p: Principal, channel_id: str,
+                     warning_id: int | None = None) -> tuple[Channel, Device]:
+    """The channel and its device, if the principal may watch it: 404 when it does not exist, 403 outside scope.
+    A camera linked to a warning the principal may see is watchable from that warning (报警联动)."""
+    if p.role not in VIEWERS:
+        raise Forbidden("无权调阅视频 / not allowed to watch video")
+    with store.session() as s:
+        row = s.execute(select(Channel, Device).join(Device, Device.id == Channel.device_pk)
+                        .where(Channel.channel_id == channel_id, Device.protocol == "gb28181")
+                        .order_by(Channel.id).limit(1)).first()
+        if row is None:
+            raise NotFound("通道不存在 / channel not found")
+        inside = s.scalar(select(Device.id).where(Device.id == row[1].id, _device_scope(p)))
+        if inside is None and warning_id is not None:
+            linked = {c["channel_id"] for c in _warning_links(store, p, warning_id)}
+            inside = row[1].id if channel_id in linked else None
+        if inside is None:
+            raise Forbidden("该通道不在您的辖区内 / this channel is outside your jurisdiction")
+        s.expunge_all()
+        return row[0], row[1]
+
+
+class LiveIn(BaseModel):
+    channel_id: str = Field(min_length=1, max_length=64)
+    h265: bool = Field(False, description="the browser can decode H.265 in MSE (else H.265 is transcoded)")
+    warning_id: int | None = Field(None, ge=1, le=2**62, description="opened from this warning (报警联动)")
+
+
+def _ctx(request: Request) -> tuple[LiveController, bytes]:
+    ctl = getattr(request.app.state, "live", None)
+    if ctl is None:
+        raise VideoUnavailable()
+    return ctl, request.app.state.media_secret
+
+
+class VideoUnavailable(AnfangError):
+    status = 503
+    code = "video_disabled"
+
+    def __init__(self, message: str = "视频服务未启用（需启用 GB/T 28181 信令） / video is not enabled") -> None:
+        super().__init__(message)
+
+
+class VideoFailed(AnfangError):
+    def __init__(self, err: VideoError) -> None:
+        super().__init__(err.message)
+        self.status, self.code = err.status, err.code
+
+
+def _ws_url(request: Request, node_url: str, key: str) -> str:
+    if node_url:
+        base = node_url.rstrip("/").replace("https://", "wss://").replace("http://", "ws://")
+        return f"{base}/media/ws/{key}"
+    return f"/media/ws/{key}"  # the console's own origin: the page resolves it
+
+
+async def open_live(request: Request, p: Principal, channel_id: str, h265: bool = False,
+                    warning_id: int | None = None) -> dict[str, Any]:
+    ctl, secret = _ctx(request)
+    store = request.app.state.store
+    channel, device = await run_in_threadpool(channel_in_scope, store, p, channel_id, warning_id)
+    try:
+        session = await ctl.open(channel.channel_id, device.device_id, name=channel.name or channel.channel_id,
+                                 transport=(device.attributes or {}).get("media_transport"))
+    except VideoError as err:
+        raise VideoFailed(err) from None
+    view = secrets.token_hex(6)
+    claims = tokens.StreamClaims(session.key, channel.channel_id, p.username, str(p.role), p.user_id,
+                                 time.time() + TOKEN_SECONDS, view)
+    await run_in_threadpool(audit.record, store, p, "video.live.open", "channel", [channel.channel_id],
+                            f"view {view} device {device.device_id}")
+    return {"channel_id": channel.channel_id, "name": channel.name, "device_id": device.device_id,
+            "ws_url": _ws_url(request, session.node.url, session.key) + ("?h265=1" if h265 else "?h265=0"),
+            "token": tokens.sign(secret, claims),
+            "node_id": session.node.node_id, "expires_in": TOKEN_SECONDS}
+
+
+@api.post("/live", summary="调阅实时视频：返回 WebSocket 地址和令牌 / open a live stream")
+async def live(request: Request, p: CurrentPrincipal, body: LiveIn) -> dict[str, Any]:
+    return await open_live(request, p, body.channel_id, body.h265, body.warning_id)
+
+
+@api.get("/snapshot/{channel_id}", summary="抓图（导出，带水印） / JPEG snapshot (an export: watermarked, logged)",
+         response_class=Response)
+async def snapshot(request: Request, p: CurrentPrincipal, channel_id: str) -> Response:
+    from anfang.security.watermark import export_image
+
+    ctl, _ = _ctx(request)
+    store = request.app.state.store
+    channel, device = await run_in_threadpool(channel_in_scope, store, p, channel_id)
+    try:
+        session = await ctl.open(channel.channel_id, device.device_id, name=channel.name)
+    except VideoError as err:
+        raise VideoFailed(err) from None
+    node = request.app.state.media_node
+    stream = node.streams.get(session.key) if node is not None else None
+    if stream is None:
+        raise VideoFailed(VideoError(409, "remote_node", "该视频在其他流媒体节点 / the stream is on another node"))
+    stream.idle_since = stream.idle_since or time.monotonic()
+    deadline = time.monotonic() + node.config.media_timeout
+    while stream.state == "waiting" and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    if stream.state != "playing":
+        raise VideoFailed(VideoError(504, "no_picture", stream.error or "设备未发送视频 / the device sent no video"))
+    try:
+        jpeg = await run_in_threadpool(stream.snapshot)
+    except ValueError as exc:
+        raise VideoFailed(VideoError(504, "no_picture", f"暂无画面 / no picture yet: {exc}")) from None
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    name = f"snapshot-{channel.channel_id}-{stamp}.jpg"
+    data, media_type = await run_in_threadpool(export_image, store, p, jpeg, "video-snapshot", name)
+    return Response(data, media_type=media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+
+
+@api.get("/tree", summary="我的视频通道树：社区 → 点位 → 通道 / my channels")
+def tree(request: Request, p: CurrentPrincipal, q: str = Query("", max_length=64)) -> dict[str, Any]:
+    return linking.channel_tree(request.app.state.store, p, _device_scope(p), q=q, live=_gb_live(request))
+
+
+@api.get("/links", summary="预警联动的摄像机 / cameras linked to a warning")
+def links(request: Request, p: CurrentPrincipal, warning_id: int = Query(ge=1, le=2**62)) -> dict[str, Any]:
+    return {"warning_id": warning_id, "channels": _warning_links(request.app.state.store, p, warning_id)}
+
+
+def _warning_links(store: Store, p: Principal, warning_id: int) -> list[dict[str, Any]]:
+    """The warning's linked cameras, if the principal may see the warning (else NotFound from the service)."""
+    from anfang.warnings.service import WarningService
+
+    return linking.linked_channels(store, WarningService(store).get(p, warning_id))
+
+
+class LinksIn(BaseModel):
+    channels: list[str] = Field(default_factory=list, max_length=16)
+
+
+@api.put("/links/{device_id}", summary="设置设备/点位联动的摄像机 / link a device to cameras")
+def set_links(request: Request, p: CurrentPrincipal, device_id: str, body: LinksIn) -> dict[str, Any]:
+    if p.role not in (Role.city_admin, Role.county_admin, Role.property_staff):
+        raise Forbidden("无权设置联动 / not allowed to set camera links")
+    return linking.set_links(request.app.state.store, p, _device_scope(p), device_id, body.channels)
+
+
+@api.get("/nodes", summary="流媒体节点与负载 / media nodes and their load")
+def nodes(request: Request, p: CurrentPrincipal) -> dict[str, Any]:
+    if p.role not in (Role.city_admin, Role.county_admin):
+        raise Forbidden("仅管理员 / administrators only")
+    out = []
+    node = getattr(request.app.state, "media_node", None)
+    if node is not None:
+        ann = node.announcement()
+        ann.pop("stream_info", None)
+        out.append(ann)
+    directory = getattr(request.app.state, "media_nodes", None)
+    for handle in (directory.alive() if directory is not None else []):
+        if node is None or handle.node_id != node.config.node_id:
+            out.append({"node_id": handle.node_id, "url": handle.url, "streams": handle.load()[0],
+                        "viewers": handle.load()[1]})
+    return {"nodes": out}
+
+
+def _gb_live(request: Request) -> dict[str, Any]:
+    server = getattr(request.app.state, "gb28181", None)
+    return server.devices if server is not None else {}
+
+
+def _view_ended(store: Store):  # noqa: ANN202
+    async def record(claims: tokens.StreamClaims, start: float, end: float, channel_id: str) -> None:
+        p = Principal(user_id=claims.user_id, username=claims.user, role=Role(claims.role), client="media")
+        span = (f"view {claims.view} from {datetime.fromtimestamp(start, UTC).isoformat(timespec='seconds')} "
+                f"to {datetime.fromtimestamp(end, UTC).isoformat(timespec='seconds')} ({end - start:.0f} s)")
+        await run_in_threadpool(audit.record, store, p, "video.live.close", "channel", [channel_id], span)
+
+    return record
+
+
+def node_router(node: MediaNode) -> APIRouter:
+    """The viewers' WebSocket of a media node (mounted by the console for the embedded node, and by
+    ``anfang media``)."""
+    router = APIRouter()
+
+    @router.websocket("/media/ws/{key}")
+    async def viewer(ws: WebSocket, key: str, token: str = "", h265: int = 0) -> None:
+        await node.serve_viewer(ws, key, token, h265_ok=bool(h265))
+
+    return router
+
+
+def install(app: FastAPI, settings: Any) -> None:
+    """Pages and API always; the embedded media node and the controller when the SIP server runs."""
+    from anfang.media.pages import mount as mount_pages
+
+    app.state.live = None
+    app.state.media_node = None
+    app.include_router(api)
+    mount_pages(app)
+    gb = getattr(app.state, "gb28181", None)
+    if gb is None or not getattr(settings, "media_enabled", True):
+        return
+    app.state.media_secret = tokens.load_secret(settings.data_dir, getattr(settings, "media_secret", None))
+    rtp_ip = settings.media_rtp_ip or settings.sip_advertised_host or (
+        settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1")
+    node = MediaNode(NodeConfig(node_id=f"{settings.node_id}-media", bind_host=settings.media_bind_host,
+                                rtp_ip=rtp_ip, public_url="", port_min=settings.media_port_min,
+                                port_max=settings.media_port_max, media_timeout=settings.media_timeout),
+                     app.state.media_secret, on_view_end=_view_ended(app.state.store))
+    directory = NodeDirectory()
+    directory.add(LocalNode(node))
+    controller = LiveController(gb, directory, transport=settings.media_transport, linger=settings.media_linger)
+    app.state.media_node, app.state.media_nodes, app.state.live = node, directory, controller
+    app.state.services += [node, controller]
+    app.include_router(node_router(node))

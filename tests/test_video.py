@@ -1,0 +1,208 @@
+"""Live video end to end (issue 15): a simulated GB/T 28181 camera streams real H.264 / H.265 in PS over RTP when
+anfang INVITEs it; the console opens the stream on demand, shares it between viewers, sends fragmented MP4 over a
+WebSocket, ends it with BYE after the last viewer, and keeps every viewing in scope and in the audit chain."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from starlette.websockets import WebSocketDisconnect
+
+from anfang.app import create_app
+from anfang.config import Settings
+from anfang.devices.service import DeviceService
+from anfang.gb28181.simulator import Simulator
+from anfang.security.models import AuditEntry
+from test_web import login
+from world import build
+
+LIEDONG, FUXI = "350404001001", "350405001001"
+
+
+class SimThread:
+    """A simulator on its own event loop in a thread (the app runs on the TestClient's loop)."""
+
+    def __init__(self, **kw) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.sim = Simulator(("127.0.0.1", 1), heartbeat=1.0, **kw)
+
+    def run(self, coro, timeout: float = 20.0):  # noqa: ANN001, ANN201
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def start(self, port: int) -> None:
+        self.sim.server = ("127.0.0.1", port)
+        self.run(self.sim.start())
+
+    def stop(self) -> None:
+        self.run(self.sim.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def _wait(cond, timeout: float = 10.0, step: float = 0.05) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return False
+
+
+@pytest.fixture
+def video(store, tmp_path) -> Iterator[tuple[TestClient, SimThread, list]]:
+    """The app with its SIP server and embedded media node; two simulated devices (列东社区 and 府西社区), the
+    first with an H.265 last channel."""
+    build(store)
+    sim = SimThread(count=2, channels=2, h265_last_channel=True, width=320, height=180, fps=25, bitrate=300_000)
+    devs = sim.sim.devices
+    svc = DeviceService(store)
+    for dev, comm in zip(devs, (LIEDONG, FUXI), strict=True):
+        svc.upsert("gb28181", dev.device_id, name=f"{comm}NVR", community_code=comm, password=dev.password,
+                   type_code="118", review="approved")
+    settings = Settings(data_dir=tmp_path, database_url=store.url, sip_enabled=True, sip_port=0,
+                        sip_host="127.0.0.1", media_bind_host="127.0.0.1", media_linger=0.5, media_timeout=4.0)
+    with TestClient(create_app(settings, store)) as c:
+        sim.start(c.app.state.gb28181.port)
+        assert _wait(lambda: all(len(svc.channels("gb28181", d.device_id)) == 2 for d in devs))
+        try:
+            yield c, sim, devs
+        finally:
+            sim.stop()
+
+
+def _read(ws, fragments: int = 10, timeout: float = 10.0) -> tuple[dict, bytes, list[bytes]]:  # noqa: ANN001
+    init_json: dict = {}
+    init_seg = b""
+    frags: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while len(frags) < fragments and time.monotonic() < deadline:
+        msg = ws.receive()
+        if msg.get("text"):
+            import json
+
+            m = json.loads(msg["text"])
+            if m["type"] == "init":
+                init_json = m
+            elif m["type"] == "error":
+                raise AssertionError(m["message"])
+        elif msg.get("bytes"):
+            data = msg["bytes"]
+            if data[4:8] == b"ftyp":
+                init_seg = data
+            else:
+                assert data[4:8] == b"moof"
+                frags.append(data)
+    return init_json, init_seg, frags
+
+
+def _open(c: TestClient, channel: str, **extra) -> dict:  # noqa: ANN003
+    r = c.post("/api/video/live", json={"channel_id": channel, **extra})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _ws(c: TestClient, info: dict):  # noqa: ANN202
+    return c.websocket_connect(f"{info['ws_url']}&token={info['token']}")
+
+
+def test_live_on_demand_shared_and_ended_after_the_last_viewer(video) -> None:
+    c, sim, devs = video
+    dev = devs[0]
+    channel = dev.channels[0]["channel_id"]
+    login(c, "property")
+    first = _open(c, channel)
+    with _ws(c, first) as ws1:
+        meta, init, frags = _read(ws1, fragments=10)
+        assert meta["codec"] == "h264" and (meta["width"], meta["height"]) == (320, 180)
+        assert meta["mime"].startswith('video/mp4; codecs="avc1.')
+        assert init[4:8] == b"ftyp" and b"avcC" in init and len(frags) == 10
+        second = _open(c, channel)
+        started = time.monotonic()
+        with _ws(c, second) as ws2:
+            _meta2, init2, frags2 = _read(ws2, fragments=1)
+            assert init2 == init and time.monotonic() - started < 1.0  # from the GOP cache, at once
+        assert dev.invites == 1 and sim.sim.streams == 1  # one device stream for both viewers
+    assert _wait(lambda: sim.sim.streams == 0, timeout=6)  # BYE after the linger
+    assert "BYE" in dev.received
+    with c.app.state.store.session() as s:
+        actions = list(s.scalars(select(AuditEntry.action).where(AuditEntry.action.like("video.live%"))))
+    assert actions.count("video.live.open") == 2 and actions.count("video.live.close") == 2
+
+
+def test_scope_and_tokens(video) -> None:
+    c, _sim, devs = video
+    mine, other = devs[0].channels[0]["channel_id"], devs[1].channels[0]["channel_id"]
+    login(c, "property")
+    r = c.post("/api/video/live", json={"channel_id": other})
+    assert r.status_code == 403 and "辖区" in r.json()["error"]["message"]
+    assert c.post("/api/video/live", json={"channel_id": "35040400001310099999"}).status_code == 404
+    info = _open(c, mine)
+    forged = info["token"][:-2] + ("AA" if not info["token"].endswith("AA") else "BB")
+    with pytest.raises(WebSocketDisconnect) as exc, _ws(c, {**info, "token": forged}) as ws:
+        ws.receive()
+    assert exc.value.code == 4403
+    login(c, "city")
+    theirs = _open(c, other)
+    # a token for one channel opens no other stream
+    with pytest.raises(WebSocketDisconnect) as exc, c.websocket_connect(
+            f"{theirs['ws_url']}&token={info['token']}") as ws:
+        ws.receive()
+    assert exc.value.code == 4403
+    login(c, "resident")
+    assert c.post("/api/video/live", json={"channel_id": mine}).status_code == 403
+
+
+def test_h265_channel_is_transcoded_only_for_a_viewer_that_needs_it(video) -> None:
+    c, _sim, devs = video
+    channel = devs[0].channels[-1]["channel_id"]
+    login(c, "city")
+    with _ws(c, _open(c, channel, h265=False)) as ws:
+        meta, init, frags = _read(ws, fragments=5)
+        assert meta["codec"] == "h264" and b"avcC" in init and frags
+        stream = next(iter(c.app.state.media_node.streams.values()))
+        assert stream.source_codec == "h265" and stream.transcoder is not None
+    with _ws(c, _open(c, channel, h265=True)) as ws:
+        meta, init, frags = _read(ws, fragments=3)
+        assert meta["codec"] == "h265" and b"hvcC" in init and frags
+        stream = next(iter(c.app.state.media_node.streams.values()))
+        assert stream.transcoder is None  # nobody needs H.264: no CPU spent
+
+
+def test_snapshot_is_a_watermarked_export(video) -> None:
+    from anfang.security.records import ExportRecord
+
+    c, _sim, devs = video
+    login(c, "property")
+    r = c.get(f"/api/video/snapshot/{devs[0].channels[0]['channel_id']}")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/")
+    with c.app.state.store.session() as s:
+        assert s.scalars(select(ExportRecord).where(ExportRecord.kind == "video-snapshot")).all()
+
+
+def test_device_that_sends_nothing_gets_a_clear_message(video) -> None:
+    c, _sim, devs = video
+    devs[0].send_media = False
+    login(c, "city")
+    info = _open(c, devs[0].channels[0]["channel_id"])
+    started = time.monotonic()
+    with _ws(c, info) as ws, pytest.raises(AssertionError, match="未发送视频"):
+        _read(ws, fragments=1, timeout=10)
+    assert time.monotonic() - started < 8
+
+
+def test_offline_device_is_refused_at_once(video) -> None:
+    c, sim, devs = video
+    sim.sim.power_off(devs[1])
+    server = c.app.state.gb28181
+    server.devices[devs[1].device_id].status = "offline"
+    login(c, "city")
+    r = c.post("/api/video/live", json={"channel_id": devs[1].channels[0]["channel_id"]})
+    assert r.status_code == 503 and "离线" in r.json()["error"]["message"]
