@@ -4,6 +4,7 @@ checked against independent peers (FFmpeg's ffprobe, PyAV's decoders) and agains
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import random
@@ -246,6 +247,23 @@ def test_ffprobe_reads_a_file_of_our_ps(tmp_path) -> None:
         s = video[0]
         assert (s["codec_name"], s["width"], s["height"]) == (name, 640, 360)
         assert int(s["nb_read_frames"]) == 50
+
+
+@pytest.mark.parametrize("codec,name", [("h264", "h264"), ("h265", "hevc")])
+def test_ffmpeg_mpeg_demuxer_reads_our_ps_with_psm_codecs_and_pts(codec: str, name: str) -> None:
+    """FFmpeg's own program-stream demuxer (in PyAV's wheel) is a second independent reader of our muxer."""
+    data = _ps_stream(testsrc.clip(codec, 640, 360), audio=True)
+    with av.open(io.BytesIO(data), format="mpeg") as container:
+        kinds = sorted((s.type, s.codec_context.name) for s in container.streams)
+        assert kinds == [("audio", "pcm_alaw"), ("video", name)]  # from our PSM stream types 0x90 / 0x1b, 0x24
+        video = container.streams.video[0]
+        pts, pictures = [], []
+        for packet in container.demux(video):
+            if packet.size:
+                pts.append(packet.pts)
+            pictures += packet.decode()
+    assert pts == [i * 3600 for i in range(50)]
+    assert len(pictures) == 50 and {(p.width, p.height) for p in pictures} == {(640, 360)}
 
 
 def _decode(frames: list[EsFrame], codec: str) -> list[av.VideoFrame]:
@@ -537,3 +555,14 @@ def test_simulator_answers_invite_and_streams_over_udp_tcp_passive_and_tcp_activ
 
     asyncio.run(scenario())
     store.dispose()
+
+
+def test_ps_without_psm_joined_mid_gop_guesses_the_codec_from_nal_headers() -> None:
+    for codec in ("h264", "h265"):
+        frames = testsrc.clip(codec, 320, 180, seconds=1)
+        # no keyframe flag -> no PSM; start mid-GOP like a receiver that joined late
+        stream = b"".join(mux_ps(f.data, codec=codec, pts=f.pts, keyframe=False) for f in frames[3:])
+        got = _demux_all(stream)
+        assert [f.codec for f in got] == [codec] * (len(frames) - 3)
+        assert [f.data for f in got] == [f.data for f in frames[3:]]
+        assert [nal.guess_codec(f.data) for f in frames] == [codec] * len(frames)

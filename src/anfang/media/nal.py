@@ -76,6 +76,24 @@ def is_keyframe(au: bytes, codec: str) -> bool:
     return False
 
 
+def guess_codec(au: bytes) -> str:
+    """H.264 or H.265 from the NAL headers alone (for a PS stream whose PSM has not been seen yet).
+
+    An H.265 NAL header is two bytes with nuh_layer_id 0 and nuh_temporal_id_plus1 1 (second byte 0x01 in
+    every stream we know); it is called H.265 only when every NAL of the unit looks like that."""
+    seen = 0
+    for nal in iter_nals(au):
+        if len(nal) < 2 or nal[0] & 0x81 or nal[1] != 0x01:
+            return "h264"
+        t = (nal[0] >> 1) & 0x3F
+        if not (t <= 21 or 32 <= t <= 40):
+            return "h264"
+        seen += 1
+        if seen >= 4:
+            break
+    return "h265" if seen else "h264"
+
+
 def parameter_sets(au: bytes, codec: str) -> dict[str, list[bytes]]:
     """The VPS/SPS/PPS NAL units (with their NAL headers) found in an access unit: {"vps", "sps", "pps"}."""
     out: dict[str, list[bytes]] = {"vps": [], "sps": [], "pps": []}

@@ -63,7 +63,7 @@ class PsDemuxer:
         self._au_codec = default_video
         self._au_dropping = False
         self.stats = {"bytes": 0, "packs": 0, "pes": 0, "video_frames": 0, "audio_frames": 0, "resyncs": 0,
-                      "skipped_bytes": 0, "bad_units": 0, "oversize_aus": 0, "psm": 0}
+                      "skipped_bytes": 0, "bad_units": 0, "oversize_aus": 0, "psm": 0, "guessed": 0}
 
     # -- public -------------------------------------------------------------------------------------------
     def feed(self, data: bytes) -> list[EsFrame]:
@@ -201,7 +201,15 @@ class PsDemuxer:
                 out.append(EsFrame(codec, pts, payload, True))
 
     def _video(self, sid: int, pts: int | None, payload: bytes, out: list[EsFrame]) -> None:
-        codec = self.stream_codecs.get(sid, self.default_video)
+        codec = self.stream_codecs.get(sid, "")
+        if not codec:  # no PSM yet (joined mid-GOP, or a device that sends none): guess from the NAL headers
+            if self._au_size and (pts is None or pts == self._au_pts):
+                codec = self._au_codec  # a continuation of the current access unit
+            elif payload.find(nal.START, 0, 8) >= 0:
+                codec = nal.guess_codec(payload[:512])
+            else:
+                codec = self.default_video
+            self.stats["guessed"] += 1
         if codec not in VIDEO_CODECS:
             return
         if pts is not None and (pts != self._au_pts or codec != self._au_codec):
