@@ -459,8 +459,17 @@ class Simulator:
             if not offer["tcp"]:
                 sock, call.sock = call.sock, None
                 await call.sender.start_udp(offer["host"], offer["port"], sock=sock)
-            elif offer["setup"] == "passive":
-                await call.sender.start_tcp_active(offer["host"], offer["port"])
+            elif offer["setup"] == "passive":  # like a camera, retry a refused connection for a few seconds
+                loop = asyncio.get_running_loop()
+                give_up = loop.time() + 3.0
+                while True:
+                    try:
+                        await call.sender.start_tcp_active(offer["host"], offer["port"], timeout=3.0)
+                        break
+                    except OSError:
+                        if loop.time() > give_up or call.sender.finished.is_set():
+                            raise
+                        await asyncio.sleep(0.2)
         except (OSError, TimeoutError) as exc:
             log.info("sim_media_failed", device=dev.device_id, call_id=call_id, error=str(exc))
             await call.sender.stop()
