@@ -23,6 +23,8 @@ from test_web import login
 from world import build
 
 LIEDONG, FUXI = "350404001001", "350405001001"
+# The storage layer is not what these tests are about (one store is enough; the store tests cover both)
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 class SimThread:
@@ -69,13 +71,13 @@ def video(store, tmp_path) -> Iterator[tuple[TestClient, SimThread, list]]:
                    type_code="118", review="approved")
     settings = Settings(data_dir=tmp_path, database_url=store.url, sip_enabled=True, sip_port=0,
                         sip_host="127.0.0.1", media_bind_host="127.0.0.1", media_linger=0.5, media_timeout=4.0)
-    with TestClient(create_app(settings, store)) as c:
-        sim.start(c.app.state.gb28181.port)
-        assert _wait(lambda: all(len(svc.channels("gb28181", d.device_id)) == 2 for d in devs))
-        try:
+    try:
+        with TestClient(create_app(settings, store)) as c:
+            sim.start(c.app.state.gb28181.port)
+            assert _wait(lambda: all(len(svc.channels("gb28181", d.device_id)) == 2 for d in devs))
             yield c, sim, devs
-        finally:
-            sim.stop()
+    finally:
+        sim.stop()  # after the app: its shutdown still says BYE to the cameras
 
 
 def _read(ws, fragments: int = 10, timeout: float = 10.0) -> tuple[dict, bytes, list[bytes]]:  # noqa: ANN001
@@ -141,6 +143,10 @@ def test_scope_and_tokens(video) -> None:
     c, _sim, devs = video
     mine, other = devs[0].channels[0]["channel_id"], devs[1].channels[0]["channel_id"]
     login(c, "property")
+    tree = c.get("/api/video/tree").json()  # his community's channels only, under its name
+    assert [x["name"] for x in tree["communities"]] == ["列东社区"]
+    assert {ch["channel_id"] for p in tree["communities"][0]["places"] for ch in p["channels"]} == {
+        ch["channel_id"] for ch in devs[0].channels}
     r = c.post("/api/video/live", json={"channel_id": other})
     assert r.status_code == 403 and "辖区" in r.json()["error"]["message"]
     assert c.post("/api/video/live", json={"channel_id": "35040400001310099999"}).status_code == 404

@@ -146,6 +146,9 @@ def demo(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None
     console.print(f"控制台 / console: [bold cyan]{url}[/]   API: {url}docs   (Ctrl+C 退出 / to stop)")
     console.print(f"GB/T 28181 SIP: {settings.sip_host}:{settings.sip_port} (UDP+TCP), 服务器编码 / server id "
                   f"{settings.sip_server_id}, 接入密码 / password {settings.sip_password}; {url}devices")
+    console.print(f"监控中心 / video wall: {url}video/wall ; 周界报警联动视频 / perimeter alarm with linked video: "
+                  f"curl -X POST {url}api/iot/perimeter/perimeter-demo-01 -H 'content-type: application/json' "
+                  """-d '{"zone": "东侧围墙", "alarm": true, "type": "intrusion"}'""", soft_wrap=True)
     settings.viid_simulate = 4  # GA/T 1400: simulated APEs posting faces and 闽G vehicles ({url}viid/captures)
     _demo_watchlists(settings, store, url)
     if serve:

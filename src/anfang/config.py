@@ -87,7 +87,7 @@ class Settings(BaseSettings):
 
     # Live video (docs/video.md): the embedded media node runs with the SIP server unless media_enabled is false
     media_enabled: bool = True
-    media_bind_host: str = "0.0.0.0"  # RTP receivers listen here
+    media_bind_host: str | None = None  # RTP receivers listen here; default the SIP server's host
     media_rtp_ip: str | None = None  # the address devices send media to (SDP c=); default the SIP advertised host
     media_port_min: int = 0  # RTP port range for the firewall (0: any free port)
     media_port_max: int = 0

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from anfang.gb28181.server import GbConfig, GbServer
 
 log = structlog.get_logger(__name__)
+DEMO_PERIMETER = "perimeter-demo-01"  # the demo's perimeter sensor, at the first simulated camera's address
 
 
 def install(app: FastAPI, settings: Any) -> None:
@@ -54,20 +55,46 @@ class DemoDevices:
                                   .order_by(Device.device_id)))
 
     def _place(self) -> None:
+        """Place the simulated devices where the demo's users look: at addresses in the 警务区 of the demo's police
+        officers first (so the officer's wall and alarm-linked video show them), then the other communities."""
         from sqlalchemy import select
 
         from anfang.devices.service import DeviceService
-        from anfang.registry.models import Region
+        from anfang.registry.models import Address, Region
+        from anfang.security.models import User
 
+        devices = [d for sim in self.sims for d in sim.devices]
         with self.server.store.session() as s:
-            communities = list(s.execute(select(Region.code, Region.name).where(Region.level == "community")
-                                         .order_by(Region.code).limit(self.count)))
+            areas = list(s.scalars(select(User.police_area_id).where(User.role == "police",
+                                                                     User.police_area_id.is_not(None))
+                                   .order_by(User.id).distinct()))
+            spots: list[tuple[str, int | None, str]] = []  # community code, address id, community name
+            for area in areas:
+                rows = s.execute(select(Address.community_code, Address.id, Region.name)
+                                 .join(Region, Region.code == Address.community_code)
+                                 .where(Address.police_area_id == area, Address.level == "building")
+                                 .order_by(Address.id).limit(len(devices))).all()
+                spots += [(c, i, n) for c, i, n in rows]
+            if len(spots) < len(devices):
+                rows = s.execute(select(Region.code, Region.name).where(Region.level == "community")
+                                 .order_by(Region.code).limit(len(devices))).all()
+                spots += [(c, None, n) for c, n in rows]
         svc = DeviceService(self.server.store)
-        for i, sim_dev in enumerate(d for sim in self.sims for d in sim.devices):
-            code, name = communities[i % len(communities)] if communities else (None, "")
-            svc.upsert("gb28181", sim_dev.device_id, name=f"{name}监控NVR" if name else sim_dev.name,
-                       community_code=code, password=self.password, type_code="118", review="approved")
+        if spots and spots[0][1] is not None:  # a perimeter alarm beside the first camera (README: trigger it)
+            svc.upsert("mqtt", DEMO_PERIMETER, name="周界报警（演示）", community_code=spots[0][0],
+                       address_id=spots[0][1], place="perimeter", review="approved")
+        for i, sim_dev in enumerate(devices):
+            code, address_id, name = spots[i % len(spots)] if spots else (None, None, "")
+            svc.upsert("gb28181", sim_dev.device_id, name=f"{name}监控NVR{i + 1}" if name else sim_dev.name,
+                       community_code=code, address_id=address_id, password=self.password, type_code="118",
+                       review="approved")
             self.server.refresh(sim_dev.device_id)
+            if name:  # the channels carry the community they are in, then the place
+                from anfang.gb28181.simulator import PLACES
+
+                for ch in sim_dev.channels:
+                    place = next((p for p in PLACES if ch["name"].endswith(p)), "")
+                    ch["name"], ch["address_text"] = f"{name}{place}", name
 
     async def start(self) -> None:
         from anfang.gb28181.simulator import Simulator
@@ -110,7 +137,10 @@ class DemoDevices:
         devices = [(sim, d) for sim in self.sims for d in sim.devices]
         while True:
             await asyncio.sleep(self.cycle)
-            sim, dev = rng.choice(devices)
+            idle = [(sim, d) for sim, d in devices if not d.streams]  # never cut a stream someone watches
+            if not idle:
+                continue
+            sim, dev = rng.choice(idle)
             if dev.running:
                 sim.power_off(dev)
             else:

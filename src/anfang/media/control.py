@@ -133,8 +133,7 @@ class LiveController:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for session in list(self.sessions.values()):
-            await self._end(session, "shutdown")
+        await asyncio.gather(*(self._end(s, "shutdown") for s in list(self.sessions.values())))
 
     async def open(self, channel_id: str, device_id: str, *, name: str = "",
                    transport: str | None = None) -> Session:
@@ -196,7 +195,7 @@ class LiveController:
         if session.dialog is not None:
             dialog, session.dialog = session.dialog, None
             with contextlib.suppress(Exception):
-                await self.gb.bye(dialog)
+                await self.gb.bye(dialog, timeout=2.0)
 
     async def _end(self, session: Session, reason: str) -> None:
         if self.sessions.get(session.channel_id) is session:

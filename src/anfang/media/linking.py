@@ -42,7 +42,7 @@ def channel_tree(store: Store, p: Principal, scope: ColumnElement[bool], *, q: s
     with store.session() as s:
         rows = s.execute(stmt.order_by(Device.community_code, Device.name, Channel.channel_id).limit(limit)).all()
         codes = {d.community_code for _, d in rows if d.community_code}
-        names = dict(s.execute(select(Region.code, Region.name).where(Region.code.in_(codes)))) if codes else {}
+        names = dict(s.execute(select(Region.code, Region.name).where(Region.code.in_(codes))).all())
     communities: dict[str, dict[str, Any]] = {}
     for ch, dev in rows:
         code = dev.community_code or ""

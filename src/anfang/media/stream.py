@@ -136,6 +136,7 @@ class LiveStream:
         self.reorder = Reorder(window=24)  # live: a lost packet stalls at most 24 packets (~70 ms at 4 Mbit/s)
         self.demux = PsDemuxer()
         self._ts: int | None = None
+        self._seq: int | None = None
         self.renditions: dict[str, Rendition] = {}
         self.transcoder: Transcoder | None = None
         self.source_codec: str | None = None
@@ -169,6 +170,9 @@ class LiveStream:
         self.bytes_in += len(data)
         self.last_media = time.monotonic()
         for pkt in self.reorder.push(packet):
+            if self._seq is not None and pkt.seq != (self._seq + 1) & 0xFFFF:
+                self.demux.discontinuity()  # a lost packet: drop the damaged frame, resync at the next pack
+            self._seq = pkt.seq
             if self._ts is not None and pkt.timestamp != self._ts:
                 self._frames(self.demux.flush())
             self._ts = pkt.timestamp

@@ -248,7 +248,8 @@ def install(app: FastAPI, settings: Any) -> None:
     app.state.media_secret = tokens.load_secret(settings.data_dir, getattr(settings, "media_secret", None))
     rtp_ip = settings.media_rtp_ip or settings.sip_advertised_host or (
         settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1")
-    node = MediaNode(NodeConfig(node_id=f"{settings.node_id}-media", bind_host=settings.media_bind_host,
+    bind = settings.media_bind_host or settings.sip_host
+    node = MediaNode(NodeConfig(node_id=f"{settings.node_id}-media", bind_host=bind,
                                 rtp_ip=rtp_ip, public_url="", port_min=settings.media_port_min,
                                 port_max=settings.media_port_max, media_timeout=settings.media_timeout),
                      app.state.media_secret, on_view_end=_view_ended(app.state.store))
