@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -58,7 +57,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 def browser(live):  # noqa: ANN001, ANN201
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (test extra)")
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"])
+        b = p.chromium.launch(executable_path=str(CHROMIUM),
+                              args=[*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"])
         try:
             yield b
         finally:

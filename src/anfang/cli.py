@@ -100,6 +100,29 @@ def _serve(settings: Settings, store) -> None:  # noqa: ANN001
     uvicorn.run(create_app(settings, store), host=settings.host, port=settings.port, log_level="warning", **tls)
 
 
+@app.command("media")
+def media_cmd(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
+              config: ConfigOpt = None,
+              nats_url: Annotated[str | None, typer.Option("--nats-url", help="NATS：向控制台通告本节点 / "
+                                                                               "announce this node")] = None,
+              public_url: Annotated[str | None, typer.Option("--public-url", help="浏览器访问本节点的地址 / "
+                                                                                   "URL browsers reach")] = None,
+              rtp_ip: Annotated[str | None, typer.Option("--rtp-ip", help="设备发送媒体的目的地址 / "
+                                                                           "address devices send RTP to")] = None,
+              ) -> None:
+    """流媒体节点（横向扩展）/ a media node alone (scale-out): RTP in, live video out; see docs/video.md."""
+    import uvicorn
+
+    from anfang.media.views import media_app
+
+    settings = _settings(config, host=host, port=port, data_dir=data_dir, media_nats_url=nats_url,
+                         media_public_url=public_url, media_rtp_ip=rtp_ip)
+    if not (settings.media_nats_url or settings.nats_url):
+        console.print("[yellow]未配置 NATS：控制台无法发现本节点 / no nats_url: the console cannot find this node[/]")
+    console.print(f"流媒体节点 / media node: http://{settings.host}:{settings.port}/healthz")
+    uvicorn.run(media_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+
 @app.command()
 def demo(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
          scale: Annotated[float, typer.Option(help="数据规模 / data scale (1 ≈ a few thousand residents)")] = 1.0,

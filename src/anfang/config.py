@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     media_timeout: float = 8.0  # seconds from INVITE to the first picture before the viewer is told
     media_secret: str | None = Field(default=None, repr=False,
                                      description="shared secret of console and media nodes (stream tokens)")
+    media_embedded: bool = True  # a media node inside serve/demo; false: only `anfang media` nodes (NATS)
+    media_public_url: str | None = None  # `anfang media`: the URL browsers reach this node at (ws/http)
+    media_node_id: str | None = None  # `anfang media`: this node's id (default node_id-media-port)
+    media_nats_url: str | None = None  # NATS of the media node announcements (default nats_url)
+    media_subject: str = "anfang.media"  # NATS subjects of node announcements (.nodes) and viewings (.views)
 
     # Data security (docs/security.md). Encryption at rest: the data keys' JSON (ANFANG_DATA_KEYS) or key file
     # (default data_dir/keys/data-keys.json, generated when absent).

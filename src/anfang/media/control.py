@@ -47,6 +47,8 @@ class NodeHandle(Protocol):
 
     def load(self) -> tuple[int, int]: ...
 
+    async def snapshot(self, key: str) -> bytes: ...
+
 
 class LocalNode:
     """A media node in this process."""
@@ -72,6 +74,9 @@ class LocalNode:
 
     def load(self) -> tuple[int, int]:
         return len(self.node.streams), sum(len(s.viewers) for s in self.node.streams.values())
+
+    async def snapshot(self, key: str) -> bytes:
+        return await self.node.snapshot(key)
 
 
 class NodeDirectory:

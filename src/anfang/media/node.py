@@ -126,6 +126,20 @@ class MediaNode:
         if stream is not None:
             await stream.close()
 
+    async def snapshot(self, key: str) -> bytes:
+        """A JPEG of the stream's newest picture, waiting for its first keyframe when it is just starting."""
+        stream = self.streams.get(key)
+        if stream is None:
+            raise LookupError("no such stream")
+        if stream.idle_since is not None:
+            stream.idle_since = time.monotonic()  # a snapshot counts as a short viewing: the linger starts now
+        deadline = time.monotonic() + self.config.media_timeout
+        while stream.state == "waiting" and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        if stream.state != "playing":
+            raise ValueError(stream.error or "设备未发送视频 / the device sent no video")
+        return await asyncio.to_thread(stream.snapshot)
+
     def stream_info(self, key: str) -> dict[str, Any] | None:
         stream = self.streams.get(key)
         return stream.info() if stream is not None else None

@@ -9,7 +9,6 @@ in the export log).
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from datetime import UTC, datetime
@@ -140,20 +139,10 @@ async def snapshot(request: Request, p: CurrentPrincipal, channel_id: str) -> Re
         session = await ctl.open(channel.channel_id, device.device_id, name=channel.name)
     except VideoError as err:
         raise VideoFailed(err) from None
-    node = request.app.state.media_node
-    stream = node.streams.get(session.key) if node is not None else None
-    if stream is None:
-        raise VideoFailed(VideoError(409, "remote_node", "该视频在其他流媒体节点 / the stream is on another node"))
-    stream.idle_since = stream.idle_since or time.monotonic()
-    deadline = time.monotonic() + node.config.media_timeout
-    while stream.state == "waiting" and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    if stream.state != "playing":
-        raise VideoFailed(VideoError(504, "no_picture", stream.error or "设备未发送视频 / the device sent no video"))
     try:
-        jpeg = await run_in_threadpool(stream.snapshot)
-    except ValueError as exc:
-        raise VideoFailed(VideoError(504, "no_picture", f"暂无画面 / no picture yet: {exc}")) from None
+        jpeg = await session.node.snapshot(session.key)
+    except (LookupError, ValueError, TimeoutError) as exc:
+        raise VideoFailed(VideoError(504, "no_picture", f"暂无画面 / no picture: {exc}")) from None
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     name = f"snapshot-{channel.channel_id}-{stamp}.jpg"
     data, media_type = await run_in_threadpool(export_image, store, p, jpeg, "video-snapshot", name)
@@ -222,16 +211,131 @@ def _view_ended(store: Store):  # noqa: ANN202
     return record
 
 
-def node_router(node: MediaNode) -> APIRouter:
+def node_router(node: MediaNode, control: bool = False) -> APIRouter:
     """The viewers' WebSocket of a media node (mounted by the console for the embedded node, and by
-    ``anfang media``)."""
-    router = APIRouter()
+    ``anfang media``); with ``control`` also the controller's signed HTTP API (a node in its own process)."""
+    from fastapi.responses import JSONResponse
+
+    from anfang.media import remote
+
+    router = APIRouter(include_in_schema=False)
 
     @router.websocket("/media/ws/{key}")
     async def viewer(ws: WebSocket, key: str, token: str = "", h265: int = 0) -> None:
         await node.serve_viewer(ws, key, token, h265_ok=bool(h265))
 
+    if not control:
+        return router
+
+    async def body_of(request: Request) -> dict[str, Any] | None:
+        payload = await request.body()
+        if len(payload) > 16_384 or not remote.check(node.secret, payload, request.headers.get(remote.SIGNATURE)):
+            return None
+        import json
+
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) and isinstance(body.get("key"), str) else None
+
+    def refused() -> JSONResponse:
+        return JSONResponse({"error": {"code": "forbidden", "message": "签名无效 / bad signature"}}, 403)
+
+    @router.post("/media/api/prepare")
+    async def prepare(request: Request) -> Any:
+        body = await body_of(request)
+        if body is None:
+            return refused()
+        return await node.prepare(body["key"], str(body.get("channel_id", "")), ssrc=body.get("ssrc"),
+                                  transport=str(body.get("transport", "UDP")), name=str(body.get("name", "")))
+
+    @router.post("/media/api/answer")
+    async def answer(request: Request) -> Any:
+        body = await body_of(request)
+        if body is None:
+            return refused()
+        connect = body.get("connect")
+        try:
+            await node.answer(body["key"], hosts=[str(h) for h in body.get("hosts") or []], ssrc=body.get("ssrc"),
+                              connect=(str(connect[0]), int(connect[1])) if connect else None)
+        except LookupError:
+            return JSONResponse({"error": {"code": "not_found", "message": "no such stream"}}, 404)
+        return {"ok": True}
+
+    @router.post("/media/api/close")
+    async def close(request: Request) -> Any:
+        body = await body_of(request)
+        if body is None:
+            return refused()
+        await node.close(body["key"])
+        return {"ok": True}
+
+    @router.post("/media/api/snapshot")
+    async def snapshot(request: Request) -> Any:
+        body = await body_of(request)
+        if body is None:
+            return refused()
+        try:
+            return Response(await node.snapshot(body["key"]), media_type="image/jpeg")
+        except (LookupError, ValueError, TimeoutError) as exc:
+            return JSONResponse({"error": {"code": "no_picture", "message": str(exc)}}, 504)
+
+    @router.get("/healthz")
+    def health() -> dict[str, Any]:
+        ann = node.announcement()
+        ann.pop("stream_info", None)
+        return {"status": "ok", **ann}
+
     return router
+
+
+def _node_origins(directory: NodeDirectory) -> list[str]:
+    """The WebSocket origins of the live media nodes, for the pages' Content-Security-Policy."""
+    from urllib.parse import urlsplit
+
+    out = []
+    for handle in directory.alive():
+        parts = urlsplit(handle.url or "")
+        if parts.scheme in ("http", "https") and parts.netloc:
+            out.append(f"{'wss' if parts.scheme == 'https' else 'ws'}://{parts.netloc}")
+    return sorted(set(out))
+
+
+def media_app(settings: Any) -> FastAPI:
+    """``anfang media``: a media node in its own process, announced on NATS (scale-out, docs/video.md)."""
+    from anfang.media.remote import Announcer
+
+    secret = tokens.load_secret(settings.data_dir, settings.media_secret)
+    public = settings.media_public_url or f"http://{settings.host}:{settings.port}"
+    node = MediaNode(NodeConfig(node_id=settings.media_node_id or f"{settings.node_id}-media-{settings.port}",
+                                bind_host=settings.media_bind_host or settings.host,
+                                rtp_ip=settings.media_rtp_ip or settings.host, public_url=public,
+                                port_min=settings.media_port_min, port_max=settings.media_port_max,
+                                media_timeout=settings.media_timeout), secret)
+    nats_url = settings.media_nats_url or settings.nats_url
+    announcer = Announcer(node, nats_url, secret, prefix=settings.media_subject) if nats_url else None
+    if announcer is not None:
+        node.on_view_end = announcer.view_ended
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202
+        await node.start()
+        if announcer is not None:
+            await announcer.start()
+        try:
+            yield
+        finally:
+            if announcer is not None:
+                await announcer.stop()
+            await node.stop()
+
+    app = FastAPI(title="anfang media node", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.media_node = node
+    app.include_router(node_router(node, control=True))
+    return app
 
 
 def install(app: FastAPI, settings: Any) -> None:
@@ -245,7 +349,21 @@ def install(app: FastAPI, settings: Any) -> None:
     gb = getattr(app.state, "gb28181", None)
     if gb is None or not getattr(settings, "media_enabled", True):
         return
-    app.state.media_secret = tokens.load_secret(settings.data_dir, getattr(settings, "media_secret", None))
+    app.state.media_secret = tokens.load_secret(settings.data_dir, settings.media_secret)
+    directory = NodeDirectory()
+    controller = LiveController(gb, directory, transport=settings.media_transport, linger=settings.media_linger)
+    app.state.media_nodes, app.state.live = directory, controller
+    app.state.services.append(controller)
+    nats_url = settings.media_nats_url or settings.nats_url
+    if nats_url:  # media nodes in other processes announce themselves here
+        from anfang.media.remote import Listener
+
+        app.state.csp_connect = lambda: _node_origins(directory)
+        app.state.services.append(Listener(directory, nats_url, app.state.media_secret,
+                                           _view_ended(app.state.store), prefix=settings.media_subject,
+                                           local_ids={f"{settings.node_id}-media"}))
+    if not settings.media_embedded:
+        return
     rtp_ip = settings.media_rtp_ip or settings.sip_advertised_host or (
         settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1")
     bind = settings.media_bind_host or settings.sip_host
@@ -253,9 +371,7 @@ def install(app: FastAPI, settings: Any) -> None:
                                 rtp_ip=rtp_ip, public_url="", port_min=settings.media_port_min,
                                 port_max=settings.media_port_max, media_timeout=settings.media_timeout),
                      app.state.media_secret, on_view_end=_view_ended(app.state.store))
-    directory = NodeDirectory()
     directory.add(LocalNode(node))
-    controller = LiveController(gb, directory, transport=settings.media_transport, linger=settings.media_linger)
-    app.state.media_node, app.state.media_nodes, app.state.live = node, directory, controller
-    app.state.services += [node, controller]
+    app.state.media_node = node
+    app.state.services.insert(app.state.services.index(controller), node)  # the node starts first
     app.include_router(node_router(node))

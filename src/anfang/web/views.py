@@ -203,7 +203,10 @@ def render(request: Request, template: str, p: Principal | None = None, *, statu
         **context,
     }
     response = HTMLResponse(_env.get_template(template).render(ctx), status_code=status)
-    response.headers["Content-Security-Policy"] = CSP
+    extra = getattr(request.app.state, "csp_connect", None)  # e.g. media nodes in other processes (ws://…)
+    origins = extra() if extra is not None else []
+    response.headers["Content-Security-Policy"] = (
+        CSP.replace("connect-src 'self'", "connect-src 'self' " + " ".join(origins)) if origins else CSP)
     response.headers["X-Content-Type-Options"] = "nosniff"
     # same-origin (not no-referrer): browsers then send a real Origin on the console's own POSTs, which the CSRF
     # origin check (anfang.security.headers) relies on; nothing leaks to other sites either way
