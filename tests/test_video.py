@@ -212,3 +212,41 @@ def test_offline_device_is_refused_at_once(video) -> None:
     login(c, "city")
     r = c.post("/api/video/live", json={"channel_id": devs[1].channels[0]["channel_id"]})
     assert r.status_code == 503 and "离线" in r.json()["error"]["message"]
+
+
+def test_warning_links_to_cameras_configured_or_at_its_place(video, store) -> None:
+    import uuid
+
+    from anfang.devices.models import Device
+    from anfang.registry.models import Address
+    from anfang.warnings.models import Warning as WarningRow
+
+    c, _sim, devs = video
+    with store.session() as s:
+        addr = s.scalar(select(Address).where(Address.community_code == LIEDONG, Address.level == "building")
+                        .limit(1))
+        s.query(Device).filter(Device.device_id == devs[0].device_id).update({"address_id": addr.id})
+        w = WarningRow(uid=str(uuid.uuid4()), rule="perimeter.intrusion", category="alarm", title="周界入侵报警",
+                       source="perimeter-x", dedup_key="t", county_code=LIEDONG[:6], community_code=LIEDONG,
+                       address_id=addr.id, police_area_id=addr.police_area_id, notify_roles="police")
+        s.add(w)
+        s.flush()
+        wid = w.id
+    login(c, "police")
+    got = c.get(f"/api/video/links?warning_id={wid}").json()["channels"]
+    assert [x["channel_id"] for x in got] == [ch["channel_id"] for ch in devs[0].channels]  # same address
+    assert {x["reason"] for x in got} == {"address"}
+    # the officer may watch the linked camera from the warning even where the camera is not his to browse
+    r = c.post("/api/video/live", json={"channel_id": got[0]["channel_id"], "warning_id": wid})
+    assert r.status_code == 200, r.text
+    DeviceService(store).upsert("mqtt", "perimeter-x", name="周界", community_code=LIEDONG)
+    login(c, "property")
+    chosen = devs[0].channels[1]["channel_id"]
+    assert c.put("/api/video/links/perimeter-x", json={"channels": [chosen]}).status_code == 200
+    assert c.put("/api/video/links/perimeter-x",
+                 json={"channels": [devs[1].channels[0]["channel_id"]]}).status_code == 422  # not his camera
+    login(c, "police")
+    got = c.get(f"/api/video/links?warning_id={wid}").json()["channels"]
+    assert [(x["channel_id"], x["reason"]) for x in got] == [(chosen, "configured")]
+    login(c, "resident")
+    assert c.get(f"/api/video/links?warning_id={wid}").status_code in (403, 404)

@@ -59,7 +59,8 @@ def test_streams_go_to_the_least_loaded_node_and_viewers_connect_there(store, tm
     secret = "media-test-secret"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANFANG_")}
-    env.update(ANFANG_MEDIA_SECRET=secret, ANFANG_MEDIA_SUBJECT=subject, ANFANG_DATA_KEYS=os.environ["ANFANG_DATA_KEYS"])
+    env.update(ANFANG_MEDIA_SECRET=secret, ANFANG_MEDIA_SUBJECT=subject,
+               ANFANG_DATA_KEYS=os.environ["ANFANG_DATA_KEYS"])
     node_dir = tmp_path / "node"
     node_dir.mkdir()
     proc = subprocess.Popen([sys.executable, "-c", "from anfang.cli import app; app()", "media", "--host", "127.0.0.1",
