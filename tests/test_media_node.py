@@ -186,3 +186,31 @@ def test_device_that_refuses_or_never_answers(store) -> None:
             await server.stop()
 
     asyncio.run(go())
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_g711_audio_kept_as_aac_or_dropped_by_the_setting(store, keep: bool) -> None:
+    frames = clip("h264", 320, 180, 25, 300_000, 25, 2)
+
+    async def go() -> list[bytes]:
+        stream = LiveStream("k", "c", ssrc=55, transport="UDP", keep_audio=keep)
+        port = await stream.listen("127.0.0.1")
+        viewer = Viewer()
+        stream.add_viewer(viewer)
+        sender = RtpPsSender(frames, ssrc=55, fps=25, audio=True)
+        await sender.start_udp("127.0.0.1", port)
+        try:
+            got, _gap = await _collect(viewer, 2.5)
+        finally:
+            await sender.stop()
+            await stream.close()
+        return got
+
+    got = asyncio.run(go())
+    init = next(g for g in got if g[4:8] == b"ftyp")
+    assert (b"mp4a" in init) is keep
+    with av.open(io.BytesIO(b"".join(got)), format="mp4") as c:
+        assert len(c.streams.video) == 1 and len(c.streams.audio) == (1 if keep else 0)
+        if keep:
+            samples = sum(f.samples for f in c.decode(audio=0))
+            assert samples > 16_000  # more than a second of sound at 16 kHz

@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     media_transport: str = "UDP"  # UDP | TCP-passive (device connects to us) | TCP-active (we connect)
     media_linger: float = 15.0  # seconds a stream stays open after its last viewer left (then BYE)
     media_timeout: float = 8.0  # seconds from INVITE to the first picture before the viewer is told
+    media_audio: bool = False  # keep the cameras' G.711 audio (as AAC, for the browser) or drop it
     media_secret: str | None = Field(default=None, repr=False,
                                      description="shared secret of console and media nodes (stream tokens)")
     media_embedded: bool = True  # a media node inside serve/demo; false: only `anfang media` nodes (NATS)

@@ -126,12 +126,13 @@ class Simulator:
                  type_code: str = "118", expires: int = 3600, local_host: str = "127.0.0.1",
                  width: int = 640, height: int = 360, fps: int = 25, bitrate: int = 1_000_000, gop: int | None = None,
                  clip_seconds: float = 2.0, loss: float = 0.0, reorder: float = 0.0, h265_last_channel: bool = False,
-                 answer_invite: bool = True, send_media: bool = True,
+                 answer_invite: bool = True, send_media: bool = True, audio: bool = False,
                  media_ports: tuple[int, int] = (30000, 30999)) -> None:
         self.server = server
         self.media = {"width": width, "height": height, "fps": fps, "bitrate": bitrate, "gop": gop or fps,
                       "seconds": clip_seconds}
         self.loss = loss
+        self.audio = audio  # G.711 A-law beside the video, as cameras with a microphone send it
         self.reorder = reorder
         self.media_ports = media_ports
         self._next_media_port = media_ports[0]
@@ -425,7 +426,7 @@ class Simulator:
         frames = await asyncio.to_thread(clip, codec, **self.media)
         sender = RtpPsSender(frames, ssrc=int(ssrc), fps=self.media["fps"], transport="TCP" if offer["tcp"] else "UDP",
                              loss=self.loss, reorder=self.reorder, seed=int(ssrc) ^ dev.invites,
-                             mute=not dev.send_media)
+                             mute=not dev.send_media, audio=self.audio)
         sock = None
         setup_line = ""
         if offer["tcp"]:

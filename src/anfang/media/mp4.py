@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import fractions
 import io
-from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import av
 import structlog
@@ -22,6 +22,8 @@ from anfang.media.ps import EsFrame
 
 log = structlog.get_logger(__name__)
 TIME_BASE = fractions.Fraction(1, 90_000)
+AUDIO_RATE = 16_000  # AAC sample rate of the audio track (G.711 is 8 kHz; 16 kHz plays everywhere)
+VIDEO_TRACK = 1
 FRAME_TICKS = 3600  # 25 fps in 90 kHz ticks: the duration assumed when the source gives no usable timestamp
 
 
@@ -85,6 +87,48 @@ def probe_keyframe(frame: EsFrame) -> tuple[int, int]:
     raise ValueError("undecodable keyframe")
 
 
+def _children(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """The boxes between ``start`` and ``end``: (type, payload start, box end)."""
+    out = []
+    while start + 8 <= end:
+        size = int.from_bytes(data[start:start + 4], "big")
+        if size < 8 or start + size > end:
+            break
+        out.append((data[start + 4:start + 8], start + 8, start + size))
+        start += size
+    return out
+
+
+def _starts_with_keyframe(moof: bytes, track: int) -> bool:
+    """Whether this fragment's first sample of ``track`` is a sync sample (ISO/IEC 14496-12 sample flags:
+    trun first-sample-flags, else the first sample's own flags, else tfhd's default; non-sync bit 0x10000)."""
+    for kind, a, b in _children(moof, 8, len(moof)):
+        if kind != b"traf":
+            continue
+        flags = None
+        track_id = -1
+        for sub, c, d in _children(moof, a, b):
+            box = moof[c:d]
+            tf = int.from_bytes(box[1:4], "big")
+            if sub == b"tfhd" and len(box) >= 8:
+                track_id = int.from_bytes(box[4:8], "big")
+                pos = 8 + (8 if tf & 0x1 else 0) + (4 if tf & 0x2 else 0) + (4 if tf & 0x8 else 0) + \
+                    (4 if tf & 0x10 else 0)
+                if tf & 0x20 and len(box) >= pos + 4:
+                    flags = int.from_bytes(box[pos:pos + 4], "big")
+            elif sub == b"trun" and len(box) >= 8:
+                pos = 8 + (4 if tf & 0x1 else 0)
+                if tf & 0x4 and len(box) >= pos + 4:
+                    flags = int.from_bytes(box[pos:pos + 4], "big")
+                elif tf & 0x400:
+                    pos += (4 if tf & 0x4 else 0) + (4 if tf & 0x100 else 0) + (4 if tf & 0x200 else 0)
+                    if len(box) >= pos + 4:
+                        flags = int.from_bytes(box[pos:pos + 4], "big")
+        if track_id == track:
+            return flags is not None and not flags & 0x10000
+    return False
+
+
 def _extradata(params: dict[str, list[bytes]]) -> bytes:
     return b"".join(b"\x00\x00\x00\x01" + unit for k in ("vps", "sps", "pps") for unit in params.get(k, []))
 
@@ -92,16 +136,21 @@ def _extradata(params: dict[str, list[bytes]]) -> bytes:
 class Fmp4Muxer:
     """One video track, H.264 or H.265, Annex B access units in, MP4 boxes out."""
 
-    def __init__(self, codec: str) -> None:
+    def __init__(self, codec: str, audio: bool = False) -> None:
         if codec not in ("h264", "h265"):
             raise ValueError(f"unsupported video codec {codec}")
         self.codec = codec
+        self.audio = audio  # G.711 from the camera → AAC track (browsers' MSE cannot play G.711)
+        self._astream: Any = None
+        self._adec: Any = None
+        self._resampler: Any = None
+        self._fifo: Any = None
+        self._apts = 0
         self.info: StreamInfo | None = None
         self.init: bytes | None = None
         self._sink = _Sink()
         self._out: av.container.OutputContainer | None = None
         self._stream: av.VideoStream | None = None
-        self._keys: deque[bool] = deque()
         self._last_dts: int | None = None
         self._params: bytes = b""
         self._pending_init: list[bytes] = []
@@ -115,18 +164,29 @@ class Fmp4Muxer:
             mime = f'video/mp4; codecs="{_hevc_codec_string()}"'
         extradata = _extradata(params)
         self._sink = _Sink()
+        # max_interleave_delta: with an audio track FFmpeg waits for both tracks before writing; never > 150 ms
         out = av.open(self._sink, "w", format="mp4",
-                      options={"movflags": "frag_every_frame+empty_moov+default_base_moof"})
+                      options={"movflags": "frag_every_frame+empty_moov+default_base_moof",
+                               "max_interleave_delta": "150000"})
         stream = out.add_stream("hevc" if self.codec == "h265" else "h264", rate=25)
         stream.width, stream.height = width, height
         stream.time_base = TIME_BASE
         stream.codec_context.extradata = extradata
         if self.codec == "h265":
             stream.codec_tag = "hvc1"  # Safari and MSE want hvc1 (parameter sets in the sample entry)
+        self._astream = None
+        if self.audio:
+            astream = out.add_stream("aac", rate=AUDIO_RATE)
+            astream.codec_context.layout = "mono"
+            astream.codec_context.bit_rate = 32_000
+            astream.time_base = fractions.Fraction(1, AUDIO_RATE)
+            self._astream = astream
+            self._fifo = av.AudioFifo()
+            self._apts = (frame.pts or 0) * AUDIO_RATE // 90_000
+            mime = mime[:-1] + ', mp4a.40.2"'
         self._out, self._stream = out, stream
         self.info = StreamInfo(self.codec, width, height, mime)
         self._params = extradata
-        self._keys.clear()
         self._last_dts = None
         self.init = None
 
@@ -157,12 +217,37 @@ class Fmp4Muxer:
         packet.pts = packet.dts = dts
         packet.time_base = TIME_BASE
         packet.is_keyframe = frame.keyframe
-        self._keys.append(frame.keyframe)
         try:
             self._out.mux(packet)
         except av.FFmpegError as exc:
             log.info("media_mux_failed", error=str(exc)[:200])
-            self._keys.pop()
+            return []
+        return self._collect()
+
+    def push_audio(self, frame: EsFrame) -> list[tuple[bytes, bool]]:
+        """G.711 (A-law / µ-law) from the camera → AAC in the same fragments (only with ``audio``)."""
+        if self._astream is None or self._out is None or frame.codec not in ("pcma", "pcmu"):
+            return []
+        try:
+            if self._adec is None:
+                self._adec = av.CodecContext.create("pcm_alaw" if frame.codec == "pcma" else "pcm_mulaw", "r")
+                self._adec.sample_rate, self._adec.layout = 8000, "mono"
+                self._resampler = av.AudioResampler(format="fltp", layout="mono", rate=AUDIO_RATE)
+            for decoded in self._adec.decode(av.Packet(frame.data)):
+                for chunk in self._resampler.resample(decoded):
+                    chunk.pts = None
+                    self._fifo.write(chunk)
+            packets = []
+            size = self._astream.codec_context.frame_size or 1024
+            while self._fifo.samples >= size:
+                chunk = self._fifo.read(size)
+                chunk.pts, chunk.time_base = self._apts, fractions.Fraction(1, AUDIO_RATE)
+                self._apts += size
+                packets += self._astream.encode(chunk)
+            for packet in packets:
+                self._out.mux(packet)
+        except (av.FFmpegError, ValueError) as exc:
+            log.info("media_audio_failed", error=str(exc)[:200])
             return []
         return self._collect()
 
@@ -177,8 +262,7 @@ class Fmp4Muxer:
             elif kind == b"moof":
                 self._moof = box
             elif kind == b"mdat" and getattr(self, "_moof", None) is not None:
-                key = self._keys.popleft() if self._keys else False
-                out.append((self._moof + box, key))
+                out.append((self._moof + box, _starts_with_keyframe(self._moof, VIDEO_TRACK)))
                 self._moof = None
         return out
 

@@ -71,8 +71,8 @@ class Viewer:
 class Rendition:
     """One output of the stream (the source codec, or H.264 transcoded from H.265) with its GOP cache."""
 
-    def __init__(self, codec: str) -> None:
-        self.muxer = Fmp4Muxer(codec)
+    def __init__(self, codec: str, audio: bool = False) -> None:
+        self.muxer = Fmp4Muxer(codec, audio=audio)
         self.viewers: set[Viewer] = set()
         self.gop: list[bytes] = []
         self.gop_bytes = 0
@@ -86,7 +86,7 @@ class Rendition:
 
     def push(self, frame: EsFrame) -> None:
         before = self.muxer.init
-        fragments = self.muxer.push(frame)
+        fragments = self.muxer.push(frame) if frame.codec in ("h264", "h265") else self.muxer.push_audio(frame)
         if self.muxer.init is not None and self.muxer.init is not before:
             head = self.header()
             self.gop, self.gop_bytes = [], 0
@@ -183,7 +183,11 @@ class LiveStream:
     def _frames(self, frames: list[EsFrame]) -> None:
         for frame in frames:
             if frame.codec not in ("h264", "h265"):
-                continue  # G.711 / AAC: dropped (keep_audio is reserved for the AAC transcode)
+                if self.keep_audio and frame.codec in ("pcma", "pcmu"):
+                    for rendition in self.renditions.values():
+                        if rendition.muxer.audio:
+                            rendition.push(frame)
+                continue  # dropped unless kept: G.711 becomes AAC in the same fragments
             self.frames += 1
             if self.source_codec != frame.codec:
                 if self.source_codec is not None:  # the camera switched codec: start over
@@ -198,7 +202,7 @@ class LiveStream:
                 self.recent.append(frame)
             native = self.renditions.get(frame.codec)
             if native is None:
-                native = self.renditions[frame.codec] = Rendition(frame.codec)
+                native = self.renditions[frame.codec] = Rendition(frame.codec, audio=self._has_audio())
             native.push(frame)
             if frame.codec == "h265" and self._needs_h264():
                 self._transcode(frame)
@@ -210,6 +214,10 @@ class LiveStream:
                 if self.on_state:
                     self.on_state(self)
 
+    def _has_audio(self) -> bool:
+        """Keep audio and the camera sends G.711 (its PSM lists it)."""
+        return self.keep_audio and any(c in ("pcma", "pcmu") for c in self.demux.stream_codecs.values())
+
     def _needs_h264(self) -> bool:
         return any(not v.h265_ok for v in self.viewers)
 
@@ -218,7 +226,7 @@ class LiveStream:
             if not frame.keyframe:
                 return
             self.transcoder = Transcoder()
-            self.renditions["h264"] = Rendition("h264")
+            self.renditions["h264"] = Rendition("h264", audio=self._has_audio())
         target = self.renditions["h264"]
         for out in self.transcoder.push(frame):
             target.push(out)
@@ -237,7 +245,7 @@ class LiveStream:
         if self.source_codec == "h265" and not viewer.h265_ok and self.transcoder is None:
             # start transcoding from the newest keyframe we hold, so this viewer starts within a GOP
             self.transcoder = Transcoder()
-            self.renditions["h264"] = Rendition("h264")
+            self.renditions["h264"] = Rendition("h264", audio=self._has_audio())
             for fr in self.recent:
                 for out in self.transcoder.push(fr):
                     self.renditions["h264"].push(out)

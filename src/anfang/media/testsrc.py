@@ -97,6 +97,21 @@ def _encode(codec: str, width: int, height: int, fps: int, bitrate: int, gop: in
     return frames
 
 
+def tone_alaw(fps: float, seconds: float = 2.0, rate: int = 8000) -> list[bytes]:
+    """A 440 Hz tone as G.711 A-law (PyAV's pcm_alaw encoder), cut in one chunk per video frame."""
+    samples = int(rate * seconds)
+    t = np.arange(samples) / rate
+    pcm = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16).reshape(1, -1)
+    enc = av.CodecContext.create("pcm_alaw", "w")
+    enc.sample_rate, enc.layout, enc.format = rate, "mono", "s16"
+    enc.time_base = Fraction(1, rate)
+    frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+    frame.sample_rate, frame.pts = rate, 0
+    data = b"".join(bytes(p) for p in [*enc.encode(frame), *enc.encode(None)])
+    per = max(1, int(round(rate / fps)))
+    return [data[i:i + per] for i in range(0, len(data) - per + 1, per)]
+
+
 class RtpPsSender:
     """Plays access units like a GB/T 28181 camera: MPEG-PS in RTP (payload type 96, 90 kHz timestamp = PTS,
     marker on the last packet of each frame), paced at `fps`, looping the clip with continuous PTS and sequence
@@ -109,7 +124,7 @@ class RtpPsSender:
 
     def __init__(self, frames: list[EsFrame], *, ssrc: int, fps: float, transport: str = "UDP",
                  loss: float = 0.0, reorder: float = 0.0, seed: int = 0, mtu: int = 1400,
-                 first_seq: int | None = None, mute: bool = False) -> None:
+                 first_seq: int | None = None, mute: bool = False, audio: bool = False) -> None:
         video = [f for f in frames if f.codec in nal.CODECS]
         if not video:
             raise ValueError("no video frames to send")
@@ -122,6 +137,7 @@ class RtpPsSender:
         self.loss = loss
         self.reorder = reorder
         self.mute = mute  # connect/listen as asked but send nothing (a device that never streams)
+        self.audio = tone_alaw(fps) if audio else None  # G.711 A-law in the PS packs, one chunk per frame
         self.payload_size = max(mtu - 12, 64)
         self._rng = random.Random(seed)
         self._seq = self._rng.randrange(65536) if first_seq is None else first_seq
@@ -206,7 +222,10 @@ class RtpPsSender:
     # -- sending ----------------------------------------------------------------------------------------------
     def packets_for(self, frame: EsFrame, pts: int) -> list[bytes]:
         """The RTP packets of one frame (advances the sequence number)."""
-        ps = mux_ps(frame.data, codec=frame.codec, pts=pts, keyframe=frame.keyframe)
+        audio = None
+        if self.audio is not None:
+            audio = [(self.audio[self.frames_sent % len(self.audio)], pts)]
+        ps = mux_ps(frame.data, codec=frame.codec, pts=pts, keyframe=frame.keyframe, audio=audio)
         size = self.payload_size
         chunks = [ps[i:i + size] for i in range(0, len(ps), size)]
         out = []

@@ -312,7 +312,7 @@ def media_app(settings: Any) -> FastAPI:
                                 bind_host=settings.media_bind_host or settings.host,
                                 rtp_ip=settings.media_rtp_ip or settings.host, public_url=public,
                                 port_min=settings.media_port_min, port_max=settings.media_port_max,
-                                media_timeout=settings.media_timeout), secret)
+                                media_timeout=settings.media_timeout, keep_audio=settings.media_audio), secret)
     nats_url = settings.media_nats_url or settings.nats_url
     announcer = Announcer(node, nats_url, secret, prefix=settings.media_subject) if nats_url else None
     if announcer is not None:
@@ -369,7 +369,8 @@ def install(app: FastAPI, settings: Any) -> None:
     bind = settings.media_bind_host or settings.sip_host
     node = MediaNode(NodeConfig(node_id=f"{settings.node_id}-media", bind_host=bind,
                                 rtp_ip=rtp_ip, public_url="", port_min=settings.media_port_min,
-                                port_max=settings.media_port_max, media_timeout=settings.media_timeout),
+                                port_max=settings.media_port_max, media_timeout=settings.media_timeout,
+                                keep_audio=settings.media_audio),
                      app.state.media_secret, on_view_end=_view_ended(app.state.store))
     directory.add(LocalNode(node))
     app.state.media_node = node
