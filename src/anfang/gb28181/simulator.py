@@ -16,18 +16,21 @@ import itertools
 import random
 import socket
 import time
+import zlib
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import structlog
 
 from anfang.gb28181.ids import make_gb_id
 from anfang.gb28181.manscdp import build, catalog_item_xml, parse_manscdp
-from anfang.gb28181.manscdp.xml import CONTENT_TYPE, format_time
+from anfang.gb28181.manscdp.xml import CHINA_TZ, CONTENT_TYPE, format_time, parse_time
+from anfang.gb28181.ptz import PtzError, parse_ptz
 from anfang.gb28181.sip.auth import authorization_header
 from anfang.gb28181.sip.message import SipMessage, parse_auth
 from anfang.gb28181.sip.transport import Peer, SipEndpoint, new_tag
-from anfang.media.testsrc import RtpPsSender, clip
+from anfang.media.testsrc import PlaybackSender, RtpPsSender, clip
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +64,9 @@ class SimDevice:
     answer_invite: bool = True
     send_media: bool = True
     calls: dict[str, MediaCall] = field(default_factory=dict)  # Call-ID -> live stream dialog
+    # PTZ position per channel: {"pan", "tilt", "zoom", "presets": {n: (pan, tilt, zoom)}} (read by the picture)
+    ptz: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ptz_motion: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)  # v_pan, v_tilt, v_zoom, t
 
     @property
     def streams(self) -> int:
@@ -89,7 +95,8 @@ def parse_offer(body: bytes) -> dict[str, Any]:
         text = body.decode("utf-8", "replace")
     except Exception as exc:  # noqa: BLE001
         raise SdpError("undecodable SDP") from exc
-    offer: dict[str, Any] = {"session": "", "host": "", "port": 0, "proto": "", "setup": "", "ssrc": ""}
+    offer: dict[str, Any] = {"session": "", "host": "", "port": 0, "proto": "", "setup": "", "ssrc": "",
+                             "uri": "", "range": None, "speed": 1}
     for line in text.splitlines():
         key, _, value = line.strip().partition("=")
         if key == "s":
@@ -107,6 +114,15 @@ def parse_offer(body: bytes) -> dict[str, Any]:
             offer["setup"] = value[6:].strip().lower()
         elif key == "y":
             offer["ssrc"] = value.strip()
+        elif key == "u":
+            offer["uri"] = value.strip()
+        elif key == "t":
+            parts = value.split()
+            if len(parts) == 2 and all(p.isascii() and p.isdigit() for p in parts):
+                offer["range"] = (int(parts[0]), int(parts[1]))
+        elif key == "a" and value.startswith("downloadspeed:"):
+            speed = value.split(":", 1)[1].strip()
+            offer["speed"] = int(speed) if speed.isascii() and speed.isdigit() and 0 < int(speed) <= 16 else 1
     if not offer["proto"] or not offer["host"] or not 0 < offer["port"] < 65536:
         raise SdpError("offer without a usable c= / m=video")
     if offer["proto"] not in ("RTP/AVP", "TCP/RTP/AVP", "RTP/AVP/TCP"):
@@ -127,12 +143,17 @@ class Simulator:
                  width: int = 640, height: int = 360, fps: int = 25, bitrate: int = 1_000_000, gop: int | None = None,
                  clip_seconds: float = 2.0, loss: float = 0.0, reorder: float = 0.0, h265_last_channel: bool = False,
                  answer_invite: bool = True, send_media: bool = True, audio: bool = False,
-                 media_ports: tuple[int, int] = (30000, 30999)) -> None:
+                 live_timecode: bool = False,
+                 media_ports: tuple[int, int] = (30000, 30999), record_page: int = 8,
+                 retention_days: float = 35.0) -> None:
         self.server = server
+        self.record_page = record_page  # RecordInfo items per MESSAGE
+        self.retention_days = retention_days  # default per channel (channel dict key "retention_days")
         self.media = {"width": width, "height": height, "fps": fps, "bitrate": bitrate, "gop": gop or fps,
                       "seconds": clip_seconds}
         self.loss = loss
         self.audio = audio  # G.711 A-law beside the video, as cameras with a microphone send it
+        self.live_timecode = live_timecode  # live picture made on the fly (time burnt in, PTZ moves it)
         self.reorder = reorder
         self.media_ports = media_ports
         self._next_media_port = media_ports[0]
@@ -168,6 +189,7 @@ class Simulator:
         self._tasks: set[asyncio.Task] = set()
         self._sn = itertools.count(1)
         self.failures = 0
+        self._ptz_task: asyncio.Task | None = None
 
     # ---- lifecycle
     async def start(self, *, register: bool = True, keepalive: bool = True, concurrency: int = 200) -> None:
@@ -375,6 +397,9 @@ class Simulator:
             if known:
                 self._spawn(self._end_call(dev, msg.call_id))
             return
+        if msg.method == "INFO":
+            self.endpoint.reply(msg, msg.response(200 if self._mansrtsp(dev, msg) else 481), peer)
+            return
         if msg.method != "MESSAGE":
             self.endpoint.reply(msg, msg.response(405), peer)
             return
@@ -383,8 +408,12 @@ class Simulator:
             doc = parse_manscdp(msg.body, msg.get("content-type"))
         except ValueError:
             return
-        if doc.root == "Query" and dev.answer_queries:
+        if doc.root == "Query" and doc.cmd_type == "RecordInfo" and dev.answer_queries:
+            self._spawn(self._answer_records(dev, doc))
+        elif doc.root == "Query" and dev.answer_queries:
             self._spawn(self._answer(dev, doc.cmd_type, doc.sn))
+        elif doc.root == "Control" and doc.cmd_type == "DeviceControl" and doc.get("PTZCmd"):
+            self._ptz_command(dev, doc.device_id, doc.get("PTZCmd") or "")
 
     # ---- live video
     def _reserve_udp(self) -> socket.socket:
@@ -411,8 +440,11 @@ class Simulator:
             return
         try:
             offer = parse_offer(msg.body)
-            if offer["session"] and offer["session"].lower() != "play":
+            session = (offer["session"] or "Play").lower()
+            if session not in ("play", "playback", "download"):
                 raise SdpError(f"session {offer['session']} not supported by the simulator")
+            if session != "play" and not offer["range"]:
+                raise SdpError("playback without a t= range")
         except SdpError as exc:
             log.info("sim_invite_refused", device=dev.device_id, error=str(exc))
             self.endpoint.reply(msg, msg.response(488), peer)
@@ -423,10 +455,21 @@ class Simulator:
         codec = (channel or {}).get("codec", "h264")
         channel_id = channel["channel_id"] if channel else dev.device_id
         ssrc = offer["ssrc"] or f"0{self.realm[3:8]}{dev.invites % 10000:04d}"
-        frames = await asyncio.to_thread(clip, codec, **self.media)
-        sender = RtpPsSender(frames, ssrc=int(ssrc), fps=self.media["fps"], transport="TCP" if offer["tcp"] else "UDP",
-                             loss=self.loss, reorder=self.reorder, seed=int(ssrc) ^ dev.invites,
-                             mute=not dev.send_media, audio=self.audio)
+        session = (offer["session"] or "Play").lower()
+        transport = "TCP" if offer["tcp"] else "UDP"
+        if session != "play" or self.live_timecode:  # recordings (and, when asked, live) are made on the fly
+            start, end = offer["range"] or (time.time(), 0)
+            view = self._view(dev, channel_id)
+            sender: RtpPsSender = await asyncio.to_thread(
+                PlaybackSender, start=float(start), end=float(end) if session != "play" else None,
+                ssrc=int(ssrc), fps=self.media["fps"], width=min(self.media["width"], 640),
+                height=min(self.media["height"], 360), scale=float(offer["speed"]) if session == "download" else 1.0,
+                transport=transport, view=view, on_end=lambda: self._spawn(self._media_end(dev, call_id)))
+        else:
+            frames = await asyncio.to_thread(clip, codec, **self.media)
+            sender = RtpPsSender(frames, ssrc=int(ssrc), fps=self.media["fps"], transport=transport,
+                                 loss=self.loss, reorder=self.reorder, seed=int(ssrc) ^ dev.invites,
+                                 mute=not dev.send_media, audio=self.audio)
         sock = None
         setup_line = ""
         if offer["tcp"]:
@@ -440,7 +483,9 @@ class Simulator:
             sock = self._reserve_udp()
             port = sock.getsockname()[1]
         host = self.local_host
-        answer = (f"v=0\r\no={channel_id} 0 0 IN IP4 {host}\r\ns=Play\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
+        subject = {"play": "Play", "playback": "Playback", "download": "Download"}[session]
+        t_line = f"{offer['range'][0]} {offer['range'][1]}" if session != "play" else "0 0"
+        answer = (f"v=0\r\no={channel_id} 0 0 IN IP4 {host}\r\ns={subject}\r\nc=IN IP4 {host}\r\nt={t_line}\r\n"
                   f"m=video {port} {offer['proto']} 96\r\na=rtpmap:96 PS/90000\r\na=sendonly\r\n{setup_line}"
                   f"y={ssrc}\r\nf=v/{2 if codec == 'h264' else 5}/////a///\r\n").encode()
         if not dev.running:  # powered off while we prepared
@@ -475,6 +520,53 @@ class Simulator:
             log.info("sim_media_failed", device=dev.device_id, call_id=call_id, error=str(exc))
             await call.sender.stop()
 
+    def _view(self, dev: SimDevice, channel_id: str) -> Any:
+        """The channel's pan / tilt / zoom now (moved by PTZ commands), for the picture generator."""
+        def view() -> tuple[float, float, float]:
+            state = (getattr(dev, "ptz", None) or {}).get(channel_id) or {}
+            return float(state.get("pan", 0.0)), float(state.get("tilt", 0.0)), float(state.get("zoom", 0.0))
+        return view
+
+    def _mansrtsp(self, dev: SimDevice, msg: SipMessage) -> bool:
+        """MANSRTSP in INFO (GB/T 28181 annex B): PLAY [Scale] [Range: npt=N-], PAUSE, TEARDOWN."""
+        call = dev.calls.get(msg.call_id)
+        if call is None or not isinstance(call.sender, PlaybackSender):
+            return False
+        text = msg.body.decode("utf-8", "replace")
+        lines = [x.strip() for x in text.splitlines() if x.strip()]
+        if not lines:
+            return False
+        method = lines[0].split()[0].upper()
+        headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+        sender = call.sender
+        if method == "PAUSE":
+            sender.pause()
+        elif method == "PLAY":
+            scale = at = None
+            with contextlib.suppress(ValueError):
+                scale = float(headers.get("scale", "")) if "scale" in headers else None
+            rng = headers.get("range", "")
+            if rng.startswith("npt="):
+                with contextlib.suppress(ValueError):
+                    first = rng[4:].split("-", 1)[0].strip()
+                    if first and first != "now":
+                        at = sender.start_t + float(first)
+            sender.play(scale, at)
+        elif method == "TEARDOWN":
+            sender.pause()
+        else:
+            return False
+        return True
+
+    async def _media_end(self, dev: SimDevice, call_id: str) -> None:
+        """End of the file: MESSAGE Notify MediaStatus 121 (GB/T 28181 9.7.4), the platform then sends BYE."""
+        body = build("Notify", "MediaStatus", next(self._sn), dev.device_id, [("NotifyType", 121)])
+        peer = await self._peer(dev)
+        msg = self._message_request(dev, body, "MESSAGE")
+        msg.set("Call-ID", call_id)  # in the playback's dialog: the platform knows which session ended
+        with contextlib.suppress(TimeoutError, OSError):
+            await self.endpoint.request(msg, peer, timeout=5)
+
     async def _end_call(self, dev: SimDevice, call_id: str) -> None:
         call = dev.calls.pop(call_id, None)
         if call is None:
@@ -500,9 +592,122 @@ class Simulator:
             bodies.append(build("Response", "DeviceStatus", sn, dev.device_id, [
                 ("Result", "OK"), ("Online", "ONLINE"), ("Status", "OK"), ("Encode", "ON"), ("Record", "OFF"),
                 ("DeviceTime", format_time())]))
-        elif cmd == "RecordInfo":
-            bodies.append(build("Response", "RecordInfo", sn, dev.device_id, [
-                ("Name", dev.name), ("SumNum", 0), ("RecordList", ({"Num": 0}, []))]))
         for body in bodies:
             with contextlib.suppress(TimeoutError, OSError):
                 await self.message(dev, body, timeout=5)
+
+    # ---- recordings (RecordInfo): a month of daily spans with gaps, nothing older than the channel's retention
+    def _channel(self, dev: SimDevice, channel_id: str) -> list[dict[str, Any]]:
+        if channel_id == dev.device_id:
+            return dev.channels
+        return [c for c in dev.channels if c["channel_id"] == channel_id]
+
+    @staticmethod
+    def day_spans(channel_id: str, day: date) -> list[tuple[datetime, datetime]]:
+        """The recordings of one local day: 00:00:00–23:59:59 with 0–3 gaps of minutes to hours, the same for the
+        same channel and day on every run."""
+        rng = random.Random(zlib.crc32(f"{channel_id}/{day.isoformat()}".encode()))
+        midnight = datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ)
+        gaps = []
+        for _ in range(rng.choice((0, 1, 1, 2, 3))):
+            length = timedelta(minutes=rng.randint(2, 59)) if rng.random() < 0.6 else timedelta(
+                hours=rng.randint(1, 4), minutes=rng.randint(0, 59))
+            at = midnight + timedelta(seconds=rng.randint(0, 86_000))
+            gaps.append((at, at + length))
+        spans, cursor, last = [], midnight, midnight + timedelta(hours=23, minutes=59, seconds=59)
+        for g0, g1 in sorted(gaps):
+            if g0 > cursor:
+                spans.append((cursor, min(g0, last)))
+            cursor = max(cursor, g1)
+        if cursor < last:
+            spans.append((cursor, last))
+        return [(s.astimezone(UTC), e.astimezone(UTC)) for s, e in spans if e > s]
+
+    def recordings(self, channel: dict[str, Any], start: datetime, end: datetime,
+                   now: datetime | None = None) -> list[tuple[datetime, datetime]]:
+        """The channel's recordings overlapping [start, end] (UTC), cut at the retention horizon and at now."""
+        now = now or datetime.now(UTC)
+        oldest = now - timedelta(days=float(channel.get("retention_days", self.retention_days)))
+        lo, hi = max(start, oldest), min(end, now)
+        out: list[tuple[datetime, datetime]] = []
+        day = lo.astimezone(CHINA_TZ).date()
+        while datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ) <= hi and lo < hi:
+            for s, e in self.day_spans(channel["channel_id"], day):
+                s, e = max(s, oldest), min(e, now)
+                if s < e and s <= hi and e >= lo:
+                    out.append((s, e))
+            day += timedelta(days=1)
+        return out
+
+    async def _answer_records(self, dev: SimDevice, doc: Any) -> None:
+        start, end = parse_time(doc.get("StartTime")), parse_time(doc.get("EndTime"))
+        wanted = (doc.get("Type") or "all").lower()
+        items: list[tuple[str, Any]] = []
+        if start is not None and end is not None and wanted in ("all", "time"):
+            for ch in self._channel(dev, doc.device_id):
+                for s, e in self.recordings(ch, start, end):
+                    items.append(("Item", [
+                        ("DeviceID", ch["channel_id"]), ("Name", ch.get("name", "")),
+                        ("FilePath", f"/record/{ch['channel_id']}/{format_time(s).replace(':', '')}.mp4"),
+                        ("Address", ch.get("address_text") or ""), ("StartTime", format_time(s)),
+                        ("EndTime", format_time(e)), ("Secrecy", 0), ("Type", "time"),
+                        ("RecorderID", dev.device_id)]))
+        total, page = len(items), max(1, self.record_page)
+        for i in range(0, max(total, 1), page):
+            part = items[i:i + page]
+            body = build("Response", "RecordInfo", doc.sn, doc.device_id, [
+                ("Name", dev.name), ("SumNum", total), ("RecordList", ({"Num": len(part)}, part))])
+            with contextlib.suppress(TimeoutError, OSError):
+                await self.message(dev, body, timeout=5)
+
+    # ---- PTZ (DeviceControl PTZCmd): the position moves at the commanded speed (units per second) until stop
+    def ptz_state(self, dev: SimDevice, channel_id: str) -> dict[str, Any]:
+        """The channel's PTZ position, advanced to now."""
+        state = dev.ptz.setdefault(channel_id, {"pan": 0.0, "tilt": 0.0, "zoom": 1.0, "presets": {}})
+        motion = dev.ptz_motion.get(channel_id)
+        if motion is not None:
+            vp, vt, vz, since = motion
+            now = time.monotonic()
+            dt = now - since
+            state["pan"] = (state["pan"] + vp * dt) % 360.0
+            state["tilt"] = min(90.0, max(-90.0, state["tilt"] + vt * dt))
+            state["zoom"] = min(30.0, max(1.0, state["zoom"] + vz * dt))
+            dev.ptz_motion[channel_id] = (vp, vt, vz, now)
+        return state
+
+    def _ptz_command(self, dev: SimDevice, channel_id: str, cmd_hex: str) -> None:
+        try:
+            cmd = parse_ptz(cmd_hex)
+        except PtzError as exc:
+            log.info("sim_ptz_refused", device=dev.device_id, error=str(exc))
+            return
+        if channel_id == dev.device_id and dev.channels:
+            channel_id = dev.channels[0]["channel_id"]
+        state = self.ptz_state(dev, channel_id)
+        if cmd.preset_op == "set":
+            state["presets"][cmd.preset] = (state["pan"], state["tilt"], state["zoom"])
+        elif cmd.preset_op == "delete":
+            state["presets"].pop(cmd.preset, None)
+        elif cmd.preset_op == "call":
+            if cmd.preset in state["presets"]:
+                dev.ptz_motion.pop(channel_id, None)
+                state["pan"], state["tilt"], state["zoom"] = state["presets"][cmd.preset]
+        elif cmd.focus or cmd.iris:
+            pass  # lens commands change nothing the test pattern shows
+        elif cmd.stop or not (cmd.pan or cmd.tilt or cmd.zoom):
+            dev.ptz_motion.pop(channel_id, None)
+        else:
+            dev.ptz_motion[channel_id] = (float(cmd.pan * cmd.pan_speed), float(cmd.tilt * cmd.tilt_speed),
+                                          float(cmd.zoom * cmd.zoom_speed), time.monotonic())
+            if self._ptz_task is None or self._ptz_task.done():
+                self._ptz_task = self._spawn(self._ptz_loop())
+
+    async def _ptz_loop(self) -> None:
+        """Keep ``dev.ptz`` current while anything moves (the picture generator reads it)."""
+        while True:
+            moving = [(d, c) for d in self.devices for c in list(d.ptz_motion)]
+            if not moving:
+                return
+            for dev, channel_id in moving:
+                self.ptz_state(dev, channel_id)
+            await asyncio.sleep(0.04)

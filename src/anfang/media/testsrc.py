@@ -9,6 +9,7 @@ import random
 import socket
 import threading
 from fractions import Fraction
+from typing import Any
 
 import av
 import numpy as np
@@ -290,6 +291,147 @@ class RtpPsSender:
                     await asyncio.sleep(delay)
                 elif delay < -1.0:  # far behind (loaded machine): do not burst to catch up
                     start = loop.time() - n * interval
+                else:
+                    await asyncio.sleep(0)
+        except (ConnectionError, OSError) as exc:
+            self.error = str(exc) or type(exc).__name__
+        finally:
+            self.finished.set()
+
+
+# ---- recorded video: a picture that says which second of the recording it shows ---------------------------------
+TIMECODE_BITS = 32
+
+
+def _timecode_picture(width: int, height: int, second: int, sub: int, view: tuple[float, float, float]) -> np.ndarray:
+    """One yuv420p frame of a recording: the top strip carries ``second`` (Unix time) as 32 black / white blocks
+    a test reads back (``read_timecode``); a box whose place follows the camera's pan / tilt / zoom (``view``)
+    and moves within the second (``sub`` = frame within the second)."""
+    y = np.empty((height, width), dtype=np.uint8)
+    y[:] = (np.arange(width, dtype=np.uint16) * 120 // max(width - 1, 1) + 60).astype(np.uint8)
+    strip = max(height // 12, 8)
+    cell = width // TIMECODE_BITS
+    for b in range(TIMECODE_BITS):
+        y[:strip, b * cell:(b + 1) * cell] = 235 if (second >> (TIMECODE_BITS - 1 - b)) & 1 else 16
+    pan, tilt, zoom = view
+    box = int(max(height // 5, 8) * (1 + max(min(zoom, 3.0), 0.0)))
+    box = min(box, height - strip - 2)
+    x0 = int((width - box) * (0.5 + 0.5 * np.sin(np.radians(pan)))) + (sub * 2) % 8
+    y0 = strip + 1 + int((height - strip - box - 2) * (0.5 + 0.5 * np.sin(np.radians(tilt))))
+    x0 = max(0, min(width - box, x0))
+    y[y0:y0 + box, x0:x0 + box] = 235
+    uv = np.full((height // 2, width), 128, dtype=np.uint8)
+    return np.concatenate([y, uv])
+
+
+def read_timecode(luma: np.ndarray) -> int:
+    """The Unix second written by ``_timecode_picture`` in a decoded frame's luma (or grey) plane."""
+    height, width = luma.shape[:2]
+    strip = max(height // 12, 8)
+    cell = width // TIMECODE_BITS
+    value = 0
+    for b in range(TIMECODE_BITS):
+        block = luma[strip // 4: strip * 3 // 4, b * cell + cell // 4: (b + 1) * cell - cell // 4]
+        value = value << 1 | int(block.mean() > 128)
+    return value
+
+
+class TimecodeEncoder:
+    """Encodes recording frames on demand (H.264, a keyframe each second, parameter sets in band)."""
+
+    def __init__(self, width: int = 320, height: int = 180, fps: int = 25, bitrate: int = 400_000) -> None:
+        self.width, self.height, self.fps = width, height, fps
+        ctx = av.CodecContext.create("libx264", "w")
+        ctx.options = {"preset": "ultrafast", "tune": "zerolatency",
+                       "x264-params": f"keyint={fps}:min-keyint={fps}:scenecut=0:bframes=0:repeat-headers=1"}
+        ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+        ctx.time_base, ctx.framerate, ctx.bit_rate = Fraction(1, fps), Fraction(fps), bitrate
+        ctx.gop_size, ctx.max_b_frames, ctx.thread_count = fps, 0, 1
+        self.ctx = ctx
+        self.n = 0
+
+    def frame(self, t: float, view: tuple[float, float, float] = (0.0, 0.0, 0.0),
+              key: bool = False) -> EsFrame | None:
+        second, sub = int(t), int(round((t - int(t)) * self.fps))
+        picture = av.VideoFrame.from_ndarray(_timecode_picture(self.width, self.height, second, sub, view),
+                                             format="yuv420p")
+        picture.pts, picture.time_base = self.n, self.ctx.time_base
+        if key:
+            picture.pict_type = av.video.frame.PictureType.I
+        self.n += 1
+        packets = self.ctx.encode(picture)
+        if not packets:
+            return None
+        data = b"".join(bytes(p) for p in packets)
+        return EsFrame("h264", None, data, nal.is_keyframe(data, "h264"))
+
+
+class PlaybackSender(RtpPsSender):
+    """A camera / NVR playing a recording (GB/T 28181 Playback / Download): frames for recording time
+    ``start``…``end`` generated on the fly, sent ``scale`` times as fast as real time (Download: the download
+    speed), with PAUSE / PLAY / ``Range`` seek / ``Scale`` from MANSRTSP; ``on_end`` runs when the end is reached.
+    ``view`` returns the camera's pan / tilt / zoom so PTZ moves the picture (live view uses it too)."""
+
+    def __init__(self, *, start: float, end: float | None, ssrc: int, fps: int = 25, width: int = 320,
+                 height: int = 180, scale: float = 1.0, transport: str = "UDP",
+                 view: Any = None, on_end: Any = None) -> None:
+        self.encoder = TimecodeEncoder(width, height, fps)
+        seed = self.encoder.frame(start, key=True)
+        while seed is None:
+            seed = self.encoder.frame(start, key=True)
+        super().__init__([seed], ssrc=ssrc, fps=fps, transport=transport)
+        self.start_t, self.end_t, self.position = start, end, start
+        self.scale = scale
+        self.paused = False
+        self.view = view or (lambda: (0.0, 0.0, 0.0))
+        self.on_end = on_end
+        self._seek_to: float | None = None
+        self._wake = asyncio.Event()
+
+    def play(self, scale: float | None = None, at: float | None = None) -> None:
+        if scale is not None and scale > 0:
+            self.scale = min(scale, 16.0)
+        if at is not None:
+            self._seek_to = at
+        self.paused = False
+        self._wake.set()
+
+    def pause(self) -> None:
+        self.paused = True
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        n = 0  # frames sent: media time (PTS) keeps increasing through pauses and seeks
+        next_at = loop.time()
+        key = True
+        try:
+            while not self.finished.is_set():
+                if self.paused:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    next_at = loop.time()
+                    continue
+                if self._seek_to is not None:
+                    self.position, self._seek_to, key = self._seek_to, None, True
+                if self.end_t is not None and self.position >= self.end_t:
+                    if self.on_end is not None:
+                        self.on_end()
+                    await self.finished.wait()
+                    break
+                frame = await asyncio.to_thread(self.encoder.frame, self.position, self.view(), key)
+                key = False
+                if frame is not None:
+                    pts = n * TICKS // self.fps
+                    await self._send(self._impair(self.packets_for(frame, pts)))
+                    self.frames_sent += 1
+                    n += 1
+                self.position += 1.0 / self.fps
+                next_at += 1.0 / (self.fps * self.scale)
+                delay = next_at - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif delay < -1.0:
+                    next_at = loop.time()
                 else:
                     await asyncio.sleep(0)
         except (ConnectionError, OSError) as exc:
