@@ -209,6 +209,10 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     from anfang.gb28181.service import install as install_gb28181
 
     install_gb28181(app, settings)  # GB/T 28181: /devices, /api/devices; the SIP server when sip_enabled
+    if app.state.gb28181 is not None:  # recording retention measured on the cameras (docs/gb28181.md)
+        from anfang.construction.retention import RetentionCheck
+
+        app.state.services.append(RetentionCheck.from_settings(app.state.gb28181, app.state.store, settings))
     from anfang.media.views import install as install_video
 
     install_video(app, settings)  # live video: /api/video, /media/ws, /video/wall; media node beside the SIP server

@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     sip_offline_warning_minutes: float = 30.0
     sip_uppers: list[dict] = Field(default_factory=list)  # cascade: [{server_id, host, port, password, ...}]
     sip_simulate: int = 0  # simulated devices started with the server (the demo sets a few)
+    retention_check_hours: float = 24.0  # recording retention measured on every online channel this often
+    ptz_roles: list[str] = Field(default_factory=lambda: ["city_admin", "county_admin", "police"])  # may steer PTZ
 
     # Live video (docs/video.md): the embedded media node runs with the SIP server unless media_enabled is false
     media_enabled: bool = True

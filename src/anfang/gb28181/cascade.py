@@ -4,7 +4,8 @@ For each configured upper (``sip_uppers``: ``server_id``, ``host``, ``port``, ``
 ``expires``, ``keepalive``) we register with digest from our own SIP port, send keepalives, re-register when they
 fail, answer the upper's Catalog / DeviceInfo / DeviceStatus queries with the channels chosen for sharing
 (``Channel.shared``, approved devices only) under one virtual organisation (type 216) carrying their civil codes,
-accept its SUBSCRIBE, forward alarms of shared channels upward, and relay its INVITE for a shared channel to the
+accept its SUBSCRIBE, forward alarms of shared channels upward, relay its DeviceControl (PTZ) for a shared channel
+to the owning device (the device's SIP status goes back up), and relay its INVITE for a shared channel to the
 owning device (signalling only, as a B2BUA: the device's SDP answer goes back up; media flows from the device to
 the upper's media server; the upper's BYE ends the device's dialog).
 """
@@ -164,6 +165,9 @@ class Cascade:
         if up is None:
             return False
         ep = self.server.endpoint
+        if doc.root == "Control" and doc.cmd_type == "DeviceControl":
+            self.server._spawn(self._relay_control(msg, peer, doc))  # PTZ of a shared channel
+            return True
         if doc.root != "Query":
             ep.reply(msg, msg.response(200), peer)  # responses / notifications from the upper: acknowledged
             return True
@@ -234,6 +238,25 @@ class Cascade:
         answer = msg.response(200, to_tag=new_tag(), body=resp.body, content_type="APPLICATION/SDP")
         answer.add("Contact", f"<sip:{channel_id}@{ep.local_host}:{self.server.port}>")
         ep.reply(msg, answer, peer)
+
+    async def _relay_control(self, msg: SipMessage, peer: Peer, doc: Manscdp) -> None:
+        """Relay an upper's DeviceControl (PTZCmd) for a shared channel to the owning device; the device's status
+        goes back up (404 for a channel not shared, 400 for a malformed PTZCmd)."""
+        from anfang.gb28181.ptz import PtzError, device_control
+
+        ep = self.server.endpoint
+        channel_id = doc.device_id
+        owner = await asyncio.to_thread(self._owner, channel_id) if channel_id else None
+        if owner is None:
+            ep.reply(msg, msg.response(404), peer)
+            return
+        cmd = doc.get("PTZCmd") or ""
+        try:
+            status = await device_control(self.server, owner, channel_id, cmd)
+        except PtzError:
+            status = 400
+        ep.reply(msg, msg.response(status), peer)
+        log.info("gb28181_upper_control", upper=msg.from_user, channel=channel_id, status=status)
 
     def _shared_channels(self) -> list[dict[str, Any]]:
         from sqlalchemy import select
