@@ -65,9 +65,10 @@ class DemoDevices:
 
         devices = [d for sim in self.sims for d in sim.devices]
         with self.server.store.session() as s:
-            areas = list(s.scalars(select(User.police_area_id).where(User.role == "police",
-                                                                     User.police_area_id.is_not(None))
-                                   .order_by(User.id).distinct()))
+            officers = s.scalars(select(User.police_area_id).where(User.role == "police",
+                                                                   User.police_area_id.is_not(None))
+                                 .order_by(User.id))
+            areas = list(dict.fromkeys(officers))  # each 警务区 once, the first officer's first
             spots: list[tuple[str, int | None, str]] = []  # community code, address id, community name
             for area in areas:
                 rows = s.execute(select(Address.community_code, Address.id, Region.name)

@@ -26,14 +26,21 @@ def ssrc_for(realm: str, serial: int, playback: bool = False) -> str:
     return f"{1 if playback else 0}{realm[3:8]}{serial % 10_000:04d}"
 
 
-def build_offer(*, server_id: str, ip: str, port: int, transport: str, ssrc: str, subject: str = "Play") -> bytes:
-    """The platform's offer: receive only, PS/90000 (also H264 / MPEG4 for devices that cannot send PS)."""
+def build_offer(*, server_id: str, ip: str, port: int, transport: str, ssrc: str, subject: str = "Play",
+                channel_id: str = "", start: int = 0, end: int = 0, speed: int = 0) -> bytes:
+    """The platform's offer: receive only, PS/90000 (also H264 / MPEG4 for devices that cannot send PS). Playback
+    and Download carry ``u=<channel>:0`` and ``t=<start> <end>`` (Unix seconds); Download its speed."""
     tcp = transport.startswith("TCP")
-    lines = ["v=0", f"o={server_id} 0 0 IN IP4 {ip}", f"s={subject}", f"c=IN IP4 {ip}", "t=0 0",
+    lines = ["v=0", f"o={server_id} 0 0 IN IP4 {ip}", f"s={subject}"]
+    if subject != "Play":
+        lines.append(f"u={channel_id}:0")
+    lines += [f"c=IN IP4 {ip}", f"t={start} {end}" if subject != "Play" else "t=0 0",
              f"m=video {port or 9} {'TCP/RTP/AVP' if tcp else 'RTP/AVP'} 96 98 97", "a=recvonly",
              "a=rtpmap:96 PS/90000", "a=rtpmap:98 H264/90000", "a=rtpmap:97 MPEG4/90000"]
     if tcp:
         lines += [f"a=setup:{'passive' if transport == 'TCP-passive' else 'active'}", "a=connection:new"]
+    if subject == "Download" and speed:
+        lines.append(f"a=downloadspeed:{speed}")
     lines.append(f"y={ssrc}")
     return ("\r\n".join(lines) + "\r\n").encode()
 

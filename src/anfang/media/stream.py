@@ -38,7 +38,7 @@ class Viewer:
     started: float = field(default_factory=time.time)
     skipped: int = 0
     claims: Any = None
-
+    lossless: bool = False  # a download: every fragment is kept (written to a file as fast as it arrives)
     header: list = field(default_factory=list)
 
     def offer(self, item: bytes | dict, key: bool = False, *, head: bool = False) -> None:
@@ -54,6 +54,10 @@ class Viewer:
             self.queue.put_nowait(item)
             return
         if self.waiting_key and not key:
+            return
+        if self.lossless:
+            self.waiting_key = False
+            self.queue.put_nowait(item)
             return
         if self.queue.qsize() >= VIEWER_QUEUE:
             self.skipped += self.queue.qsize()
@@ -149,6 +153,9 @@ class LiveStream:
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task] = set()
         self.port = 0
+        self.anchor: dict | None = None  # playback: recording time of a media time (for the player's clock)
+        self._pending_position: float | None = None
+        self.recorders: list[Any] = []  # downloads: every fragment, nothing dropped
 
     # ---- receiving
     def accept_from(self, host: str) -> bool:
@@ -204,6 +211,12 @@ class LiveStream:
             if native is None:
                 native = self.renditions[frame.codec] = Rendition(frame.codec, audio=self._has_audio())
             native.push(frame)
+            if frame.keyframe and self._pending_position is not None and native.muxer._last_dts is not None:
+                self.anchor = {"type": "position", "t": self._pending_position,
+                               "media": native.muxer._last_dts / 90_000}
+                self._pending_position = None
+                for viewer in self.viewers:
+                    viewer.offer(self.anchor)
             if frame.codec == "h265" and self._needs_h264():
                 self._transcode(frame)
             if self.state == "waiting" and native.muxer.init is not None:
@@ -254,10 +267,20 @@ class LiveStream:
             rendition.attach(viewer)
 
     # ---- viewers
+    def mark_position(self, t: float) -> None:
+        """Playback: the next keyframe shows recording time ``t`` (Unix seconds); viewers get the mapping."""
+        self._pending_position = t
+
+    def announce(self, message: dict) -> None:
+        for viewer in self.viewers:
+            viewer.offer(message)
+
     def add_viewer(self, viewer: Viewer) -> None:
         self.viewers.add(viewer)
         self.idle_since = None
         viewer.offer({"type": "state", "state": self.state, "message": self.error})
+        if self.anchor is not None:
+            viewer.offer(self.anchor)
         if self.state == "playing":
             self._attach(viewer)
 

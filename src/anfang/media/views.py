@@ -376,3 +376,13 @@ def install(app: FastAPI, settings: Any) -> None:
     app.state.media_node = node
     app.state.services.insert(app.state.services.index(controller), node)  # the node starts first
     app.include_router(node_router(node))
+
+
+def install_all(app: FastAPI, settings: Any) -> None:
+    """Live video, then recordings (playback, download) on the same nodes."""
+    from anfang.gb28181.records_views import install as install_records
+    from anfang.media.recording_views import install as install_recordings
+
+    install(app, settings)
+    install_recordings(app)
+    install_records(app)  # record search (timeline) and PTZ

@@ -85,6 +85,7 @@ class Policy:
     bulk_export_rows: int
     wide_levels: frozenset[str]
     track_free_hours: float = 24.0  # one plate / person within a window this short is a check, not a track
+    video_download_minutes: float = 10.0  # a longer recording download is ``video_download_long``
     source: str = ""
 
     def level(self, role: Role | str, query_kind: str) -> str:
@@ -113,6 +114,7 @@ def parse_policy(raw: dict[str, Any]) -> Policy:
                   bulk_export_rows=int(raw.get("bulk_export_rows", 200)),
                   wide_levels=frozenset(raw.get("wide_levels", ("city", "county", "town"))),
                   track_free_hours=float(raw.get("track_free_hours", 24)),
+                  video_download_minutes=float(raw.get("video_download_minutes", 10)),
                   source=str(raw.get("_source", "")))
 
 

@@ -172,6 +172,19 @@ def _from_image(data: bytes, c: _Clues) -> None:
                        "only the visible stamp once its metadata is stripped")
 
 
+def _from_video(data: bytes, c: _Clues) -> None:
+    """MP4 (a downloaded recording): the container's metadata (comment / title) carries the mark."""
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        texts = [str(v) for v in container.metadata.values()]
+    for t in texts:
+        for m in _META_RE.finditer(t.encode("utf-8", "ignore")):
+            c.meta[m.group(1).decode()] = "视频元数据（MP4 comment/title） / video metadata"
+        c.request_ids.update(_REQUEST_RE.findall(t))
+    c.notes.append("视频画面带可见水印（导出人、时间、请求号） / the picture carries the visible mark")
+
+
 def _decode_text(data: bytes) -> str:
     for enc in ("utf-8-sig", "gb18030"):
         try:
@@ -209,6 +222,8 @@ def _file_type(data: bytes, name: str) -> str:
             pass
     if data[:5] == b"%PDF-":
         return "pdf"
+    if data[4:8] == b"ftyp":
+        return "video"
     if data[:8] == b"\x89PNG\r\n\x1a\n" or data[:3] == b"\xff\xd8\xff":
         return "image"
     return "csv" if name.lower().endswith(".csv") else "text"
@@ -227,7 +242,8 @@ def trace_bytes(store: Store, data: bytes, filename: str = "") -> TraceResult:
     ftype = _file_type(data, filename)
     c = _Clues()
     try:
-        {"xlsx": _from_xlsx, "pdf": _from_pdf, "image": _from_image}.get(ftype, _from_text)(data, c)
+        {"xlsx": _from_xlsx, "pdf": _from_pdf, "image": _from_image,
+         "video": _from_video}.get(ftype, _from_text)(data, c)
     except Exception as exc:  # noqa: BLE001 - a damaged file: fall back to reading it as text
         c.notes.append(f"文件无法按 {ftype} 解析（{type(exc).__name__}），按文本读取 / read as text")
         ftype = "text"

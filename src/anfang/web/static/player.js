@@ -55,10 +55,35 @@
     this.closeBtn.addEventListener("click", function () { self.stop(); if (self.onClose) { self.onClose(self); } });
     this.bar.appendChild(this.snapBtn); this.bar.appendChild(this.fullBtn); this.bar.appendChild(this.closeBtn);
     box.appendChild(this.video); box.appendChild(this.top); box.appendChild(this.stateEl); box.appendChild(this.bar);
+    var ptzHost = box.closest ? box.closest("[data-ptz]") : null;
+    if (ptzHost && ptzHost.getAttribute("data-ptz") === "1") { this.ptzPad(); }
     this.queue = []; this.retries = 0; this.stopped = true; this.lastTime = -1; this.lastMove = Date.now();
     this.clockTimer = window.setInterval(function () { self.tick(); }, 1000);
     this.tick();
   }
+
+  Player.prototype.ptz = function (action) {
+    if (!this.channelId) { return; }
+    fetch("/api/video/ptz", {method: "POST", credentials: "same-origin",
+      headers: {"Content-Type": "application/json"}, body: JSON.stringify({channel_id: this.channelId, action: action, speed: 160})})
+      .catch(function () { /* the next press tries again */ });
+  };
+
+  Player.prototype.ptzPad = function () {
+    var self = this, pad = el("div", "ptz-pad");
+    [["upleft", "↖"], ["up", "↑"], ["upright", "↗"], ["left", "←"], ["stop", "■"], ["right", "→"],
+     ["downleft", "↙"], ["down", "↓"], ["downright", "↘"], ["zoomin", "+"], ["zoomout", "−"]].forEach(function (a) {
+      var b = el("button", "ptz-" + a[0], a[1]);
+      b.type = "button"; b.title = a[0]; b.setAttribute("data-testid", "ptz-" + a[0]);
+      b.addEventListener("pointerdown", function (ev) { ev.preventDefault(); self.ptz(a[0]); });
+      if (a[0] !== "stop") {
+        b.addEventListener("pointerup", function () { self.ptz("stop"); });
+        b.addEventListener("pointerleave", function (ev) { if (ev.buttons) { self.ptz("stop"); } });
+      }
+      pad.appendChild(b);
+    });
+    this.box.appendChild(pad);
+  };
 
   Player.prototype.setState = function (state, message) {
     this.state = state;
@@ -70,7 +95,7 @@
 
   Player.prototype.tick = function () {
     this.clock.textContent = beijing(new Date()) + " " + this.L.tz;
-    if (this.state === "playing") {
+    if (this.state === "playing" && !this.userPaused && !this.info) {
       var t = this.video.currentTime;
       if (t !== this.lastTime) { this.lastTime = t; this.lastMove = Date.now(); }
       else if (Date.now() - this.lastMove > 8000) { this.reconnect(); }
@@ -124,13 +149,15 @@
         else if (m.type === "state") { if (m.state === "waiting") { self.setState("waiting"); } }
         else if (m.type === "error") { self.setState("error", m.message); }
         else if (m.type === "closed") { self.setState("closed"); }
+        else if (m.type === "position") { self.anchor = m; }
+        else if (m.type === "eof") { self.ended = true; self.stopped = true; self.setState("ended"); }
         return;
       }
       self.queue.push(ev.data);
       if (self.queue.length > 120) { self.queue.splice(0, self.queue.length - 120); }
       self.pump();
     };
-    ws.onclose = function () { if (ws === self.ws && !self.stopped) { self.later(); } };
+    ws.onclose = function () { if (ws === self.ws && !self.stopped && !self.info) { self.later(); } };
   };
 
   Player.prototype.setup = function (m) {
@@ -175,7 +202,7 @@
     if (!b.length) { return; }
     var end = b.end(b.length - 1), start = b.start(b.length - 1);
     if (v.currentTime < start || end - v.currentTime > 2.5) { v.currentTime = Math.max(start, end - 0.4); }
-    if (v.paused) { var p = v.play(); if (p && p.catch) { p.catch(function () {}); } }
+    if (v.paused && !this.userPaused) { var p = v.play(); if (p && p.catch) { p.catch(function () {}); } }
     if (this.state !== "playing" && end > start) { this.setState("playing"); this.retries = 0; }
     this.trim(false);
   };
@@ -201,6 +228,29 @@
     this.closeSocket(); this.teardownSource(); this.setState("reconnecting"); this.later();
   };
 
+  /* Recordings: a session opened by the page (/api/video/playback); the player shows it, the page controls it. */
+  Player.prototype.playSession = function (info, name) {
+    this.stop();
+    this.info = info; this.channelId = info.channel_id; this.name = name || info.name || info.channel_id;
+    this.nameEl.textContent = this.name;
+    this.stopped = false; this.ended = false; this.anchor = null; this.userPaused = false;
+    this.video.playbackRate = 1;
+    this.setState("connecting");
+    this.connect(info);
+  };
+
+  Player.prototype.recordingTime = function () {
+    if (!this.anchor) { return null; }
+    return this.anchor.t + (this.video.currentTime - this.anchor.media);
+  };
+
+  Player.prototype.setRate = function (scale) { this.video.playbackRate = scale; };
+
+  Player.prototype.setPaused = function (paused) {
+    this.userPaused = paused;
+    if (paused) { this.video.pause(); } else { var p = this.video.play(); if (p && p.catch) { p.catch(function () {}); } }
+  };
+
   Player.prototype.closeSocket = function () {
     if (this.ws) { var ws = this.ws; this.ws = null; try { ws.close(); } catch (e) { /* closed */ } }
   };
@@ -213,7 +263,7 @@
   };
 
   Player.prototype.stop = function () {
-    this.stopped = true;
+    this.stopped = true; this.info = this.info && this.ended ? this.info : null;
     if (this.timer) { window.clearTimeout(this.timer); this.timer = null; }
     this.closeSocket(); this.teardownSource();
     this.setState("closed");
