@@ -26,6 +26,7 @@ from anfang.doorplates.models import Declaration, DoorPlate, Notice, PatrolRecor
 from anfang.doorplates.tokens import Keyring, TokenRejected, new_serial
 from anfang.registry.metrics import PLATED_LEVELS
 from anfang.registry.models import Address, Grid, House, Person, Residence
+from anfang.registry.service import owners_among
 from anfang.security import audit
 from anfang.security.crypto import blind_id_number
 from anfang.security.masking import mask_fields
@@ -272,9 +273,12 @@ class DoorplateService:
                          .outerjoin(Residence, (Residence.person_id == Person.id)
                                     & (Residence.house_id == (house.id if house else -1)))
                          .where(Person.address_id == a.id).order_by(Person.id))
+        rows = list(rows)
+        owners = owners_among(s, p, [per.id for per, _ in rows])
         return [mask_fields(p.role, {"id": per.id, "name": per.name, "id_number": per.id_number, "phone": per.phone,
                                      "labels": list(per.labels or []), "relation": rel,
-                                     "verification": per.verification}) for per, rel in rows]
+                                     "verification": per.verification}, owner=per.id in owners)
+                for per, rel in rows]
 
     @staticmethod
     def _pending(s: Session, p: Principal, address_id: int) -> list[dict[str, Any]]:
