@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     session_hours: float = 12.0
+    timezone: str = "Asia/Shanghai"  # times are stored UTC and shown, labelled, in this zone (core.timefmt)
     language: str = "zh-CN"
     log_level: str = "INFO"
     # early warning: MQTT broker for doors and sensors (off when unset), NATS for the bus (in-process when unset)
@@ -148,4 +149,8 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings from file and environment, with explicit (non-None) overrides from the command line on top."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    from anfang.core import timefmt
+
+    timefmt.configure(settings.timezone)  # every entry point (console, CLI, PDFs, XLSX) shows times in this zone
+    return settings

@@ -18,13 +18,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.background import BackgroundTask
 
+from anfang.core import timefmt
 from anfang.core.errors import Forbidden, ValidationError
 from anfang.security import approvals, audit
 from anfang.security.records import ExportRecord
 from anfang.security.roles import Role
 from anfang.security.scope import Principal
 from anfang.security.views import CurrentPrincipal
-from anfang.security.watermark import CHINA_TZ
 from anfang.store.engine import Store
 
 # Who may trace a leaked file (reads the export log of everyone): the administrators who answer for leaks.
@@ -82,7 +82,7 @@ def api_policy(request: Request, p: CurrentPrincipal) -> dict[str, Any]:
 
 
 def _export_view(r: ExportRecord) -> dict[str, Any]:
-    return {"request_id": r.request_id, "at": r.at.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S"),
+    return {"request_id": r.request_id, "at": timefmt.fmt(r.at),
             "username": r.username, "kind": r.kind, "file_format": r.file_format, "filename": r.filename,
             "rows": r.rows, "approval_id": r.approval_id, "reason": r.reason, "filters": r.filters}
 

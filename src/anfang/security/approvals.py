@@ -279,9 +279,9 @@ def approval_dict(r: QueryApproval, lang: str = "zh-CN", policy: Policy | None =
 
 def _local(at: Any) -> str:
     """Beijing time for the console (the API keeps ISO 8601 UTC)."""
-    from zoneinfo import ZoneInfo
+    from anfang.core import timefmt
 
-    return at.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
+    return timefmt.fmt(at, seconds=False)
 
 
 def _audit(store: Store, p: Principal, action: str, r: QueryApproval, **extra: Any) -> None:

@@ -114,7 +114,7 @@ def search(store: Store, p: Principal, *, kind: str, device: str, plate: str, st
     for r in rows:
         body = orjson.loads(r.body)
         out.append({"pk": r.id, "kind": r.kind, "object_id": r.object_id, "device_id": r.device_id,
-                    "shot_at": r.shot_at.astimezone(ids.CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S"),
+                    "shot_at": r.shot_at.isoformat(),  # shown by the page with core.timefmt
                     "summary": _summary(r.kind, body), "image": thumbs.get(r.id)})
     audit.record(store, p, "viid_search", "viid_objects", [o["object_id"] for o in out],
                  f"kind={kind} device={device} plate={plate}")
@@ -225,6 +225,6 @@ def apes_page(request: Request, p: CurrentPrincipal) -> Response:
     rows = [{"device_id": d.device_id, "name": d.name, "host": d.host or "", "community": d.community_code or "",
              "status": "online" if d.status == "online" and sessions.is_fresh(d.device_id) else
              ("unknown" if d.status == "unknown" else "offline"),
-             "last_seen": d.last_seen.astimezone(ids.CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S") if d.last_seen else ""}
+             "last_seen": d.last_seen.isoformat() if d.last_seen else ""}
             for d in devs]
     return render(request, "viid_apes.html", p, nav="viid_apes", rows=rows)
