@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from anfang.config import Settings
 from anfang.construction.demo import seed_demo
@@ -71,7 +71,8 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             rule="access_forced", category="access", title=WARNING_TITLE, source="test", dedup_key="truth-1",
             severity=1, at=WARNING_AT, address_id=home, community_code=community))
         AccessMonitor(store, Settings(data_dir=data_dir)).raise_alert("off_hours", police, "测试：非工作时间查询")
-        with anfang_serve(data_dir) as base:
+        # simulated GA/T 1400 APEs post captures with images (the demo's VIID simulator)
+        with anfang_serve(data_dir, env={"ANFANG_VIID_SIMULATE": "2"}) as base:
             yield Console(base, store, data_dir, logins, {})
     finally:
         store.dispose()
@@ -85,7 +86,7 @@ def test_every_time_on_every_page_is_labelled_beijing_time(console: Console, rol
     bad: dict[str, list[str]] = {}
     for path, page in w.pages.items():
         text = page.text
-        wrong = [m.group(0) for m in DATETIME.finditer(text) if not text[m.end():m.end() + 5] == " 北京时间"]
+        wrong = [m.group(0) for m in DATETIME.finditer(text) if text[m.end():m.end() + 5] != " 北京时间"]
         wrong += ["UTC"] * len(re.findall(r"\bUTC\b", text))
         if wrong:
             bad[path] = wrong[:3]
@@ -98,3 +99,116 @@ def test_a_warning_shows_the_same_beijing_time_on_console_and_terminal(console: 
     for path in ("/warnings", "/m/warnings"):
         assert WARNING_TITLE in w.pages[path].text, path
         assert shown in w.pages[path].text, (path, w.pages[path].text[:2000])
+
+
+# ---- item 4: every count on a page is the count of the whole query ------------------------------------------------
+@pytest.mark.parametrize("role", ["city_admin", "property_staff"])
+def test_device_counts_are_of_the_whole_query(console: Console, role: str) -> None:
+    import httpx
+
+    from anfang.devices.models import Device
+    from anfang.gb28181.views import PROTOCOL, device_condition
+
+    with console.store.session() as s:
+        p = principal_of(s.scalar(select(User).where(User.username == console.logins[role][0])))
+        cond = (Device.protocol == PROTOCOL, device_condition(p))
+        total = s.scalar(select(func.count()).select_from(Device).where(*cond))
+        online = s.scalar(select(func.count()).select_from(Device).where(*cond, Device.status == "online"))
+    assert total > 0
+    with httpx.Client(base_url=console.base, timeout=30) as c:
+        c.post("/api/auth/login", json={"username": console.logins[role][0], "password": console.logins[role][1]})
+        text = c.get("/devices").text
+        api = c.get("/api/devices").json()
+    shown = re.search(r"共 (\d+) · 在线 (\d+)", text)
+    assert shown, text[:3000]
+    assert (int(shown[1]), int(shown[2])) == (total, online) == (api["total"], api["online"])
+
+
+# ---- item 5: viewing is not exporting; export categories in Chinese -----------------------------------------------
+def test_viewing_captures_is_audited_not_exported_and_downloads_are(console: Console) -> None:
+    import time
+
+    import httpx
+
+    from anfang.security.models import AuditEntry
+
+    username, password = console.logins["city_admin"]
+    with httpx.Client(base_url=console.base, timeout=30) as c:
+        c.post("/api/auth/login", json={"username": username, "password": password})
+        deadline = time.monotonic() + 60
+        while True:  # the simulated APEs post a capture every few seconds
+            images = re.findall(r'<img src="/viid/images/(\d+)"', c.get("/viid/captures").text)
+            if len(images) >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert len(images) >= 3, "no captures with images from the simulated APEs"
+        for pk in images[:3]:
+            assert c.get(f"/viid/images/{pk}").status_code == 200
+        assert c.get("/api/security/exports").json()["items"] == []  # three views: no export
+        page = c.get("/security/exports").text
+        assert "viid-image" not in page
+        download = c.get(f"/viid/images/{images[0]}", params={"download": "1"})
+        assert download.status_code == 200 and "attachment" in download.headers["content-disposition"]
+        exports = c.get("/api/security/exports").json()["items"]
+        assert len(exports) == 1 and exports[0]["kind"] == "viid-image"
+        page = c.get("/security/exports").text
+        assert "抓拍图片" in page and "viid-image" not in page  # the category in Chinese
+    with console.store.session() as s:
+        viewed = s.scalar(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.username == username, AuditEntry.action == "viid_image"))
+    assert viewed >= 4  # every view and the download are in the audit chain
+
+
+def test_export_categories_are_named_in_chinese(console: Console) -> None:
+    page = console.walk("city_admin").pages["/security/exports"]
+    options = re.findall(r'<option value="(\w+)"[^>]*>([^<]+)</option>', page.html)
+    kinds = {v: label for v, label in options if v in ("persons", "houses", "units", "vehicles", "addresses",
+                                                        "regions")}
+    assert len(kinds) == 6 and all(not re.search("[A-Za-z]", label) for label in kinds.values()), kinds
+
+
+# ---- item 7: pages that mislead -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("role", ROLES)
+def test_officer_terminal_and_siting_by_role(console: Console, role: str) -> None:
+    w = console.walk(role)
+    assert ("/m/warnings" in w.pages) == (role in ("police", "county_admin", "city_admin")), sorted(w.pages)
+    home = w.pages["/"].html
+    assert ('href="/siting"' in home) == (role != "resident")
+
+
+def test_doorplate_coverage_rows_name_their_community(console: Console) -> None:
+    page = console.walk("city_admin").pages["/doorplates"]
+    rows = re.findall(r'<tr data-grid="\d+"><td>(.*?)</td>', page.html)
+    assert len(rows) > 10
+    named = [r for r in rows if re.search("(社区|村)", re.sub(r"第\d+网格", "", r))]
+    assert len(named) == len(rows), rows[:5]
+
+
+def test_phone_terminal_has_no_stray_badge_and_one_line_buttons(console: Console) -> None:
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, _unavailable
+
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} not installed; browsers are never downloaded")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (test extra)")
+    username, password = console.logins["police"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                      locale="zh-CN")
+            pg = ctx.new_page()
+            pg.goto(console.base + "/login?next=%2Fm%2Fwarnings")
+            pg.fill("input[name=username]", username)
+            pg.fill("input[name=password]", password)
+            pg.click("button[type=submit]")
+            pg.wait_for_url("**/m/warnings")
+            assert pg.locator("[data-testid=warning]").count() >= 1
+            assert not pg.locator("#unread").is_visible()  # nothing unread: no red "0"
+            button = pg.locator("[data-testid=handle]").first
+            lines = button.evaluate("b => { const s = getComputedStyle(b); const lh = parseFloat(s.lineHeight) || "
+                                    "1.2 * parseFloat(s.fontSize); return (b.clientHeight - parseFloat(s.paddingTop)"
+                                    " - parseFloat(s.paddingBottom)) / lh; }")
+            assert lines < 1.5, f"处置 wraps onto {lines:.1f} lines at 390 px"
+            assert pg.evaluate("document.documentElement.scrollWidth") <= 390
+        finally:
+            browser.close()

@@ -346,13 +346,18 @@ def watermark_image(data: bytes, mark: Mark) -> tuple[bytes, str]:
     return out.getvalue(), "image/jpeg"
 
 
+VIEW_FORMAT = "view"  # export-log file_format of an image shown on screen: fingerprinted, traceable, not an export
+
+
 def export_image(store: Store, p: Principal, data: bytes, kind: str, filename: str = "",
-                 row_keys: Iterable[Any] = ()) -> tuple[bytes, str]:
+                 row_keys: Iterable[Any] = (), *, view: bool = False) -> tuple[bytes, str]:
     """Watermark one image for p and log it; returns (bytes, media type). An image that cannot be decoded is not
-    served unmarked (fail closed): a clear 422."""
+    served unmarked (fail closed): a clear 422. ``view``: shown on a page, not downloaded - its mark is kept so a
+    leaked copy still traces (file_format "view"), but it is no export: 我的导出记录 lists downloads only, and the
+    caller records the view in the audit chain."""
     from anfang.core.errors import ValidationError
 
-    mark = new_mark(store, p, kind, "image", filename)
+    mark = new_mark(store, p, kind, VIEW_FORMAT if view else "image", filename)
     try:
         out, media = watermark_image(data, mark)
     except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds on bad input
