@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     # GB/T 28181 device access (docs/gb28181.md): the SIP server runs when sip_enabled (demo, serve --sip-port)
     sip_enabled: bool = False
     sip_server_id: str = Field(default="35040000002000000001", description="20-digit SIP server id; realm = 10")
-    sip_host: str = "0.0.0.0"
+    sip_host: str = ""  # bind address of the SIP server; empty: the HTTP host (issue 19: never wider than asked)
     sip_port: int = 5060
     sip_advertised_host: str | None = None  # the address devices reach us at (Via/Contact); default the bind host
     sip_password: str = Field(default="anfang28181", description="shared digest password of unregistered devices")
@@ -129,6 +129,8 @@ class Settings(BaseSettings):
     def _default_db(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'anfang.db').as_posix()}"
+        if not self.sip_host:
+            self.sip_host = self.host
         return self
 
     @classmethod

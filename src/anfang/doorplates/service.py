@@ -25,7 +25,7 @@ from anfang.core.errors import AnfangError, Conflict, Forbidden, NotFound, Valid
 from anfang.doorplates.models import Declaration, DoorPlate, Notice, PatrolRecord, TipOff, Visit, VisitorPass
 from anfang.doorplates.tokens import Keyring, TokenRejected, new_serial
 from anfang.registry.metrics import PLATED_LEVELS
-from anfang.registry.models import Address, Grid, House, Person, Residence
+from anfang.registry.models import Address, Grid, House, Person, Region, Residence
 from anfang.registry.service import owners_among
 from anfang.security import audit
 from anfang.security.crypto import blind_id_number
@@ -490,11 +490,15 @@ class DoorplateService:
                 .join(Address, PatrolRecord.address_id == Address.id)
                 .where(scope, PatrolRecord.at >= start, PatrolRecord.at < end).group_by(Address.grid_id)).all())
             grids = {g.id: g for g in s.scalars(select(Grid).where(Grid.id.in_(list(points))))}
+            # "第1网格" alone is ambiguous over a county or the city: each row names its community (full name)
+            places = dict(s.execute(select(Region.code, Region.full_name).where(
+                Region.code.in_({g.community_code for g in grids.values()}))).all())
         rows = []
         for gid in sorted(points, key=lambda g: grids[g].code if g in grids else ""):
             n, c = points[gid], covered.get(gid, 0)
             g = grids.get(gid)
             rows.append({"grid_id": gid, "grid": g.name if g else str(gid), "code": g.code if g else "",
+                         "community": places.get(g.community_code, "") if g else "",
                          "points": n, "covered": c, "checkins": visits.get(gid, 0),
                          "rate": c / n if n else None, "month": month})
         return rows
