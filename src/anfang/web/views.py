@@ -203,6 +203,9 @@ def render(request: Request, template: str, p: Principal | None = None, *, statu
         "is_resident": p is not None and p.role is Role.resident,
         **context,
     }
+    for key in ("message", "wide_notice", "error"):  # a domain message "中文 / English": the page's language only
+        if isinstance(ctx.get(key), str):
+            ctx[key] = i18n.pick(ctx[key], lang)
     response = HTMLResponse(_env.get_template(template).render(ctx), status_code=status)
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
