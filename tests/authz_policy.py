@@ -284,7 +284,7 @@ POLICY: dict[str, Rule] = {
     "POST /api/watchlists/plates": _R(OFFICERS, body=lambda c, r, p: {"json": {"name": f"名单{next(_serial)}"}}),
     "POST /api/watchlists/plates/{watchlist_id}/entries": _R(OFFICERS, body=json_body({"plates": ["闽G88888"]})),
     "GET /warnings": _R(ALL),
-    "GET /m/warnings": _R(ALL),
+    "GET /m/warnings": _R(OFFICERS),  # the officer's terminal (issue 19 item 7)
     "POST /m/warnings/{warning_id}/ack": _R(HANDLERS, "object", ok=CONFLICT),
     "POST /m/warnings/{warning_id}/handle": _R(HANDLERS, "object", form_body({"feedback": "resolved"}), CONFLICT),
 }

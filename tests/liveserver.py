@@ -30,6 +30,9 @@ def anfang_serve(data_dir: Path, env: dict[str, str] | None = None, timeout: flo
     full = {k: v for k, v in os.environ.items() if not k.startswith("ANFANG_")}
     full["ANFANG_DATA_KEYS"] = os.environ["ANFANG_DATA_KEYS"]
     full.update(env or {})
+    # the server runs with cwd=data_dir: a relative PYTHONPATH ("src") would import another checkout's anfang
+    if full.get("PYTHONPATH"):
+        full["PYTHONPATH"] = os.pathsep.join(str(Path(x).resolve()) for x in full["PYTHONPATH"].split(os.pathsep) if x)
     log_path = data_dir / "server.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen([sys.executable, "-c", "from anfang.cli import app; app()", "serve", "--data-dir",

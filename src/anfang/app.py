@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, unquote_to_bytes
 
+import fastapi_offline
 import structlog
-import swagger_ui_bundle
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -113,7 +114,7 @@ def _wire_early_warning(app: FastAPI, settings: Settings) -> None:
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
-    # Swagger UI is served from the swagger-ui-bundle package, not FastAPI's default CDN: the console must work
+    # Swagger UI is served from the fastapi-offline package, not FastAPI's default CDN: the console must work
     # on a police network with no internet.
     app = FastAPI(title="anfang 智慧安防小区平台", version=__version__, docs_url=None, redoc_url=None,
                   description="一标三实 registry, security and console API of anfang.", lifespan=_lifespan)
@@ -121,6 +122,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     from anfang.security import crypto
 
     crypto.configure_from_settings(settings)  # data keys for the encrypted columns (docs/security.md)
+    from anfang.core import timefmt
+
+    timefmt.configure(settings.timezone)  # the zone every page, terminal, PDF, XLSX shows times in
     app.state.store = store or Store(settings.database_url)  # type: ignore[arg-type]
     app.state.registry = RegistryService(app.state.store)
     if settings.nats_url:
@@ -184,9 +188,11 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="anfang API",
                                    swagger_js_url="/docs-assets/swagger-ui-bundle.js",
                                    swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+                                   swagger_favicon_url="/docs-assets/favicon.png")
 
-    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+    # fastapi-offline ships Swagger UI 5 (reads the OpenAPI 3.1 FastAPI emits; swagger-ui-bundle's 4.15 cannot)
+    docs_assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs-assets", StaticFiles(directory=docs_assets), name="docs-assets")
     app.include_router(auth_router)
     app.include_router(registry_router)
     _wire_early_warning(app, settings)

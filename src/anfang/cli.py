@@ -129,6 +129,8 @@ def demo(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None
          seed: Annotated[int, typer.Option(help="随机种子 / generator seed")] = 2021,
          serve: Annotated[bool, typer.Option("--serve/--no-serve", help="生成后启动服务 / start the server")] = True,
          sip_port: SipPortOpt = None,
+         sip_host: Annotated[str | None, typer.Option(
+             "--sip-host", help="SIP 绑定地址，默认同 --host / SIP bind address (default: the HTTP host)")] = None,
          ) -> None:
     """演示：新建数据库、生成三明市演示数据、启动服务 / fresh demo database, demo data, server."""
     from anfang.demo.generator import generate
@@ -139,7 +141,8 @@ def demo(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None
     settings = _settings(host=host, port=port, data_dir=data_dir,
                          database_url=f"sqlite:///{(data_dir / 'anfang.db').as_posix()}",
                          # GB/T 28181: SIP server with a few simulated devices going on and offline
-                         sip_enabled=True, sip_port=sip_port, sip_simulate=6, sip_heartbeat_interval=10.0)
+                         sip_enabled=True, sip_port=sip_port, sip_host=sip_host, sip_simulate=6,
+                         sip_heartbeat_interval=10.0)
     store = _store(settings)
     with _progress() as bar:
         tasks: dict[str, int] = {}
@@ -158,7 +161,7 @@ def demo(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None
                   f"{summary.persons} 人员, {summary.units} 单位, {summary.vehicles} 车辆")
     table = Table(title="演示账号 / demo logins")
     for col in ("用户名 username", "密码 password", "角色 role", "辖区 jurisdiction"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # wrap, never cut: the officer's 警务区 is the longest cell
     for login in summary.logins:
         table.add_row(login.username, login.password, login.display_name, login.scope)
     console.print(table)
@@ -167,7 +170,9 @@ def demo(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None
 
     console.print(demo_plate_hint(settings, store), soft_wrap=True)
     console.print(f"控制台 / console: [bold cyan]{url}[/]   API: {url}docs   (Ctrl+C 退出 / to stop)")
-    console.print(f"GB/T 28181 SIP: {settings.sip_host}:{settings.sip_port} (UDP+TCP), 服务器编码 / server id "
+    bind = "与控制台同一地址 / the console's host" if settings.sip_host == settings.host else "--sip-host"
+    console.print(f"GB/T 28181 SIP: {settings.sip_host}:{settings.sip_port} (UDP+TCP, {bind}; "
+                  f"其他地址用 / bind elsewhere with --sip-host), 服务器编码 / server id "
                   f"{settings.sip_server_id}, 接入密码 / password {settings.sip_password}; {url}devices")
     console.print(f"监控中心 / video wall: {url}video/wall ; 周界报警联动视频 / perimeter alarm with linked video: "
                   f"curl -X POST {url}api/iot/perimeter/perimeter-demo-01 -H 'content-type: application/json' "

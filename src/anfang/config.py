@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     session_hours: float = 12.0
+    timezone: str = "Asia/Shanghai"  # times are stored UTC and shown, labelled, in this zone (core.timefmt)
     language: str = "zh-CN"
     log_level: str = "INFO"
     # early warning: MQTT broker for doors and sensors (off when unset), NATS for the bus (in-process when unset)
@@ -69,7 +70,7 @@ class Settings(BaseSettings):
     # GB/T 28181 device access (docs/gb28181.md): the SIP server runs when sip_enabled (demo, serve --sip-port)
     sip_enabled: bool = False
     sip_server_id: str = Field(default="35040000002000000001", description="20-digit SIP server id; realm = 10")
-    sip_host: str = "0.0.0.0"
+    sip_host: str = ""  # bind address of the SIP server; empty: the HTTP host (issue 19: never wider than asked)
     sip_port: int = 5060
     sip_advertised_host: str | None = None  # the address devices reach us at (Via/Contact); default the bind host
     sip_password: str = Field(default="anfang28181", description="shared digest password of unregistered devices")
@@ -148,6 +149,8 @@ class Settings(BaseSettings):
     def _default_db(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'anfang.db').as_posix()}"
+        if not self.sip_host:
+            self.sip_host = self.host
         return self
 
     @classmethod
@@ -168,4 +171,8 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings from file and environment, with explicit (non-None) overrides from the command line on top."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    from anfang.core import timefmt
+
+    timefmt.configure(settings.timezone)  # every entry point (console, CLI, PDFs, XLSX) shows times in this zone
+    return settings

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from anfang.construction.models import WorkOrder
 from anfang.construction.tiers import subsystem_of
+from anfang.core import timefmt
 from anfang.core.errors import NotFound, ValidationError
 from anfang.devices.models import Device, DeviceStatusChange
 from anfang.devices.service import OFFLINE, ONLINE, online_share
@@ -163,9 +164,9 @@ def stalled_cameras(store: Store, now: datetime | None = None, hours: float | No
         seen = last.get(viid_id(d))
         since = d.registered_at or d.created_at
         if (seen is not None and seen < limit) or (seen is None and since is not None and since < limit):
-            when = seen.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if seen else "从未"
+            when = timefmt.fmt(seen, seconds=False) if seen else "从未"
             out.append(Signal(d.id, d.device_id, d.name, d.community_code, "no_captures",
-                              f"在线但无抓拍，最后抓拍 {when} UTC", (d.attributes or {}).get("maintainer")))
+                              f"在线但无抓拍，最后抓拍 {when}", (d.attributes or {}).get("maintainer")))
     return out
 
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from anfang.core import timefmt
 from anfang.doorplates.sheets import find_cjk_font
 
 RED = (200, 40, 40)
@@ -297,7 +298,7 @@ def acceptance_pdf(f: dict[str, Any]) -> bytes:
     """The acceptance report of one community from :func:`facts.acceptance_facts`' dictionary."""
     doc = Doc(f"{f['name']}验收报告")
     doc.title("“智慧安防小区”竣工验收报告",
-              f"{f['name']}（{f['community_code']}）  生成时间 {f['generated_at'][:16].replace('T', ' ')} UTC")
+              f"{f['name']}（{f['community_code']}）  生成时间 {timefmt.fmt(f['generated_at'], seconds=False)}")
     st = f["stability"]
     pr = f.get("project")
     lines = []

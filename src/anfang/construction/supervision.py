@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from anfang.construction import operations
 from anfang.construction.tiers import evaluate, load_rules, subsystem_of
+from anfang.core import timefmt
 from anfang.core.errors import ValidationError
 from anfang.devices.models import Device
 from anfang.registry.models import Region
@@ -210,7 +211,7 @@ def circular_xlsx(standings: list[Standing], year: int, month: int, warnings: It
     w = load_supervision_rules().weights
     formula = (f"小区完成率×{w.get('communities', 0) * 100:g} + 居安工程完成率×{w.get('channels', 0) * 100:g}"
                f" + 在线率×{w.get('online', 0) * 100:g}")
-    ws.append([f"生成时间 {datetime.now(UTC):%Y-%m-%d %H:%M} UTC；得分 = {formula}"])
+    ws.append([f"生成时间 {timefmt.fmt(datetime.now(UTC), seconds=False)}；得分 = {formula}"])
     for w in warnings:
         ws.append([f"注意：{w}"])
     ws.append([])

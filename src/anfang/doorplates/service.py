@@ -25,7 +25,8 @@ from anfang.core.errors import AnfangError, Conflict, Forbidden, NotFound, Valid
 from anfang.doorplates.models import Declaration, DoorPlate, Notice, PatrolRecord, TipOff, Visit, VisitorPass
 from anfang.doorplates.tokens import Keyring, TokenRejected, new_serial
 from anfang.registry.metrics import PLATED_LEVELS
-from anfang.registry.models import Address, Grid, House, Person, Residence
+from anfang.registry.models import Address, Grid, House, Person, Region, Residence
+from anfang.registry.service import owners_among
 from anfang.security import audit
 from anfang.security.crypto import blind_id_number
 from anfang.security.masking import mask_fields
@@ -272,9 +273,12 @@ class DoorplateService:
                          .outerjoin(Residence, (Residence.person_id == Person.id)
                                     & (Residence.house_id == (house.id if house else -1)))
                          .where(Person.address_id == a.id).order_by(Person.id))
+        rows = list(rows)
+        owners = owners_among(s, p, [per.id for per, _ in rows])
         return [mask_fields(p.role, {"id": per.id, "name": per.name, "id_number": per.id_number, "phone": per.phone,
                                      "labels": list(per.labels or []), "relation": rel,
-                                     "verification": per.verification}) for per, rel in rows]
+                                     "verification": per.verification}, owner=per.id in owners)
+                for per, rel in rows]
 
     @staticmethod
     def _pending(s: Session, p: Principal, address_id: int) -> list[dict[str, Any]]:
@@ -486,11 +490,15 @@ class DoorplateService:
                 .join(Address, PatrolRecord.address_id == Address.id)
                 .where(scope, PatrolRecord.at >= start, PatrolRecord.at < end).group_by(Address.grid_id)).all())
             grids = {g.id: g for g in s.scalars(select(Grid).where(Grid.id.in_(list(points))))}
+            # "第1网格" alone is ambiguous over a county or the city: each row names its community (full name)
+            places = dict(s.execute(select(Region.code, Region.full_name).where(
+                Region.code.in_({g.community_code for g in grids.values()}))).all())
         rows = []
         for gid in sorted(points, key=lambda g: grids[g].code if g in grids else ""):
             n, c = points[gid], covered.get(gid, 0)
             g = grids.get(gid)
             rows.append({"grid_id": gid, "grid": g.name if g else str(gid), "code": g.code if g else "",
+                         "community": places.get(g.community_code, "") if g else "",
                          "points": n, "covered": c, "checkins": visits.get(gid, 0),
                          "rate": c / n if n else None, "month": month})
         return rows

@@ -75,7 +75,8 @@ def _device_dict(dev: Device, live: dict[str, Any], channels: int | None = None)
 
 
 def list_devices(store: Store, p: Principal, *, status: str | None = None, q: str | None = None,
-                 page: int = 1, size: int = 50) -> tuple[list[tuple[Device, int]], int]:
+                 page: int = 1, size: int = 50) -> tuple[list[tuple[Device, int]], int, int]:
+    """One page of the devices p may see, the count of the whole query and how many of those are online."""
     if p.role is Role.resident or p.role is Role.anonymous:
         raise Forbidden("无权查看设备 / not allowed to list devices")
     cond = [Device.protocol == PROTOCOL, device_condition(p)]
@@ -87,9 +88,10 @@ def list_devices(store: Store, p: Principal, *, status: str | None = None, q: st
     counts = (select(Channel.device_pk, func.count().label("n")).group_by(Channel.device_pk).subquery())
     with store.session() as s:
         total = s.scalar(select(func.count()).select_from(Device).where(*cond)) or 0
+        online = s.scalar(select(func.count()).select_from(Device).where(*cond, Device.status == "online")) or 0
         rows = s.execute(select(Device, func.coalesce(counts.c.n, 0)).outerjoin(counts, counts.c.device_pk == Device.id)
                          .where(*cond).order_by(Device.device_id).offset((page - 1) * size).limit(size)).all()
-    return [(d, n) for d, n in rows], total
+    return [(d, n) for d, n in rows], total, online
 
 
 def device_detail(store: Store, p: Principal, pk: int) -> dict[str, Any]:
@@ -120,9 +122,9 @@ def _detail_json(detail: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]
 @api.get("", summary="设备列表 / devices (GB/T 28181)")
 def api_list(request: Request, p: CurrentPrincipal, status: str | None = None, q: str | None = None,
              page: int = Query(1, ge=1), size: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
-    rows, total = list_devices(request.app.state.store, p, status=status, q=q, page=page, size=size)
+    rows, total, online = list_devices(request.app.state.store, p, status=status, q=q, page=page, size=size)
     live = _live(request)
-    return {"total": total, "page": page, "items": [_device_dict(d, live, n) for d, n in rows]}
+    return {"total": total, "online": online, "page": page, "items": [_device_dict(d, live, n) for d, n in rows]}
 
 
 @api.get("/{pk}", summary="设备详情：通道、状态历史、报警 / device detail")
@@ -191,14 +193,14 @@ def mount(app: FastAPI) -> None:
     @pages.get("/devices")
     async def devices_page(request: Request, p: CurrentPrincipal, status: str = "", q: str = "",
                            page: int = Query(1, ge=1)) -> HTMLResponse:
-        rows, total = await run_in_threadpool(list_devices, request.app.state.store, p, status=status or None,
+        rows, total, online = await run_in_threadpool(list_devices, request.app.state.store, p, status=status or None,
                                               q=q or None, page=page, size=50)
         live = _live(request)
         items = [_device_dict(d, live, n) for d, n in rows]
         return await run_in_threadpool(
             render, request, "gb_devices.html", p, nav="devices", g=g(request), items=items, total=total,
             form={"status": status, "q": q}, page=page, has_more=page * 50 < total,
-            online=sum(1 for i in items if i["status"] == "online"), type_name=_type_name)
+            online=online, type_name=_type_name)  # counts of the whole query, not of this page
 
     @pages.get("/devices/{pk}")
     async def device_page(request: Request, p: CurrentPrincipal, pk: int) -> HTMLResponse:

@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, select, true
+from sqlalchemy import ColumnElement, Select, and_, func, literal, select, true
 
 from anfang.core.errors import Forbidden, ValidationError
 from anfang.core.regions import PROVINCE_NAME
@@ -25,7 +25,7 @@ from anfang.registry import vocab
 from anfang.registry.columns import COLUMNS, KINDS
 from anfang.registry.models import Address, Grid, House, Person, PoliceArea, Region, Vehicle, WorkUnit
 from anfang.security import audit
-from anfang.security.masking import mask_fields
+from anfang.security.masking import mask_value, may_see
 from anfang.security.roles import BULK, Role
 from anfang.security.scope import Principal, address_condition, person_condition
 from anfang.security.watermark import CARRIERS, CHINA_TZ, ROW_KEY, Mark, log_export, new_mark, xlsx_decorate
@@ -64,6 +64,15 @@ def _region_kind(v: str | None) -> str:
     return {"urban": "社区", "village": "行政村"}.get(v or "", "")
 
 
+def _owner_flag(p: Principal) -> Any:
+    """Whether the person owns a house in p's scope (his phone is then an owner's phone, security.masking);
+    a constant for the roles that mask both alike."""
+    if may_see(p.role, "phone") == may_see(p.role, "phone", owner=True):
+        return literal(False).label("_owner")
+    owners = select(House.owner_person_id).join(Address, House.address_id == Address.id).where(address_condition(p))
+    return Person.id.in_(owners).label("_owner")
+
+
 def _query(kind: str, p: Principal) -> tuple[Select, dict[str, Callable[[Any], Any]]]:
     """The SELECT of kind's export columns (labelled by column field) within p's scope, and value formatters."""
     a = Address
@@ -90,7 +99,8 @@ def _query(kind: str, p: Principal) -> tuple[Select, dict[str, Callable[[Any], A
                        Person.birth_date.label("birth_date"), Person.phone.label("phone"),
                        Person.hukou_address.label("hukou_address"), Person.population_type.label("population_type"),
                        Person.labels.label("labels"), a.code.label("address_code"),
-                       Person.verification.label("verification"), Person.id.label("record_id"))
+                       Person.verification.label("verification"), Person.id.label("record_id"),
+                       _owner_flag(p))
                 .outerjoin(a, Person.address_id == a.id).where(person_condition(p)))
         return stmt.order_by(Person.id), {"gender": _label_of(vocab.GENDERS),
                                           "population_type": _label_of(vocab.POPULATION_TYPES), "labels": _labels,
@@ -201,9 +211,9 @@ def export_rows(store: Store, kind: str, principal: Principal, progress: Progres
         for row in result:
             m = row._mapping
             rec = {f: m.get(f) for f in fields}
+            owner = bool(m.get("_owner"))
             for fld, policy in masked:
-                if rec[fld]:
-                    rec[fld] = mask_fields(role, {policy: rec[fld]})[policy]
+                rec[fld] = mask_value(role, policy, rec[fld], owner=owner)
             out = []
             for f in fields:
                 v = rec[f]

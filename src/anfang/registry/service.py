@@ -33,7 +33,7 @@ from anfang.registry.schemas import (
 )
 from anfang.security import audit
 from anfang.security.crypto import blind_id_number, blind_phone
-from anfang.security.masking import mask_fields
+from anfang.security.masking import mask_fields, may_see
 from anfang.security.roles import VERIFIERS, WRITERS, Role
 from anfang.security.scope import Principal, address_condition, person_condition
 from anfang.store.base import utcnow
@@ -72,6 +72,15 @@ def _page_args(page: int, size: int) -> tuple[int, int]:
     if not 1 <= size <= MAX_PAGE_SIZE:
         raise ValidationError(f"每页条数应在1到{MAX_PAGE_SIZE}之间 / size must be 1..{MAX_PAGE_SIZE}")
     return page, size
+
+
+def owners_among(s: Session, p: Principal, person_ids: Sequence[int]) -> set[int]:
+    """Those of person_ids who own a house in p's scope: their phone is an owner's phone (security.masking).
+    Queried only for a role that treats the two differently (property staff)."""
+    if not person_ids or may_see(p.role, "phone") == may_see(p.role, "phone", owner=True):
+        return set()
+    return set(s.scalars(select(House.owner_person_id).join(Address, House.address_id == Address.id)
+                         .where(House.owner_person_id.in_(list(person_ids)), address_condition(p))))
 
 
 def person_dict(p: Person, address_name: str | None) -> dict[str, Any]:
@@ -181,7 +190,9 @@ class RegistryService:
         stmt = by_address_prefix(stmt, address_prefix, Person.id, Person.id)
         with self.store.session() as s:
             rows, more = self._paged(s, stmt, page, size)
-            items = [mask_fields(p.role, person_dict(person, addr)) for person, addr in rows]
+            owners = owners_among(s, p, [person.id for person, _ in rows])
+            items = [mask_fields(p.role, person_dict(person, addr), owner=person.id in owners)
+                     for person, addr in rows]
         self._audit(p, "read", "person", [i["id"] for i in items], detail=_criteria_text(criteria, page))
         return Page(items=items, page=page, size=size, has_more=more)
 
@@ -202,8 +213,9 @@ class RegistryService:
             ]
             out["vehicles"] = [{"id": v.id, "plate": v.plate, "plate_color": v.plate_color}
                                for v in s.scalars(select(Vehicle).where(Vehicle.owner_person_id == person_id))]
+            owner = bool(owners_among(s, p, [person_id]))
         self._audit(p, "read", "person", [person_id])
-        return mask_fields(p.role, out)
+        return mask_fields(p.role, out, owner=owner)
 
     def create_person(self, p: Principal, data: PersonIn) -> dict[str, Any]:
         self._require(p, WRITERS, "登记人员")
@@ -306,12 +318,10 @@ class RegistryService:
             out["ancestors"] = self._ancestors(s, a)
             house = s.scalar(select(House).where(House.address_id == a.id))
             out["house"] = mask_fields(p.role, house_dict(house, a.full_name)) if house else None
-            out["persons"] = [
-                mask_fields(p.role, person_dict(x, a.full_name))
-                for x in s.scalars(select(Person).join(Address, Person.address_id == Address.id)
-                                   .where(Person.address_id == a.id, person_condition(p))
-                                   .order_by(Person.id))
-            ]
+            here = list(s.scalars(select(Person).join(Address, Person.address_id == Address.id)
+                                  .where(Person.address_id == a.id, person_condition(p)).order_by(Person.id)))
+            owners = owners_among(s, p, [x.id for x in here])
+            out["persons"] = [mask_fields(p.role, person_dict(x, a.full_name), owner=x.id in owners) for x in here]
             out["units"] = [unit_dict(u, a.full_name) for u in s.scalars(
                 select(WorkUnit).where(WorkUnit.address_id == a.id).order_by(WorkUnit.id))]
         if out["persons"] or out["house"]:
@@ -400,12 +410,14 @@ class RegistryService:
             if row is None:
                 raise NotFound(f"房屋不存在或不在您的辖区内：{house_id}")
             out = house_dict(row[0], row[1])
+            rows = list(s.execute(select(Residence, Person).join(Person, Residence.person_id == Person.id)
+                                  .where(Residence.house_id == house_id).order_by(Residence.id)))
+            owners = owners_among(s, p, [per.id for _, per in rows])
             out["residents"] = [
                 mask_fields(p.role, {"person_id": per.id, "name": per.name, "id_number": per.id_number,
                                      "phone": per.phone, "role": r.role, "since": _iso(r.since),
-                                     "until": _iso(r.until)})
-                for r, per in s.execute(select(Residence, Person).join(Person, Residence.person_id == Person.id)
-                                        .where(Residence.house_id == house_id).order_by(Residence.id))
+                                     "until": _iso(r.until)}, owner=per.id in owners)
+                for r, per in rows
             ]
         self._audit(p, "read", "house", [house_id])
         return mask_fields(p.role, out)

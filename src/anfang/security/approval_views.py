@@ -18,19 +18,27 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.background import BackgroundTask
 
+from anfang.core import timefmt
 from anfang.core.errors import Forbidden, ValidationError
 from anfang.security import approvals, audit
 from anfang.security.records import ExportRecord
 from anfang.security.roles import Role
 from anfang.security.scope import Principal
 from anfang.security.views import CurrentPrincipal
-from anfang.security.watermark import CHINA_TZ
+from anfang.security.watermark import VIEW_FORMAT
 from anfang.store.engine import Store
 
 # Who may trace a leaked file (reads the export log of everyone): the administrators who answer for leaks.
 TRACERS = frozenset({Role.city_admin, Role.county_admin})
 MAX_TRACE_BYTES = 50 * 1024 * 1024
 EXPORT_KINDS = ("persons", "houses", "units", "vehicles", "addresses", "regions")
+# what an export log row's kind is called on the page (the key stays in the API and the log)
+EXPORT_LABELS: dict[str, tuple[str, str]] = {
+    "persons": ("人员", "persons"), "houses": ("房屋", "houses"), "units": ("单位", "work units"),
+    "vehicles": ("车辆", "vehicles"), "addresses": ("地址", "addresses"), "regions": ("行政区划", "regions"),
+    "viid-image": ("抓拍图片", "capture image"), "watchlist-photo": ("布控照片", "watchlist photo"),
+    "doorplate-sheet": ("门牌", "door plates"), "circular": ("通报", "circular"),
+}
 
 api = APIRouter(prefix="/api/security", tags=["data security 数据安全"])
 
@@ -82,7 +90,7 @@ def api_policy(request: Request, p: CurrentPrincipal) -> dict[str, Any]:
 
 
 def _export_view(r: ExportRecord) -> dict[str, Any]:
-    return {"request_id": r.request_id, "at": r.at.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S"),
+    return {"request_id": r.request_id, "at": timefmt.fmt(r.at),
             "username": r.username, "kind": r.kind, "file_format": r.file_format, "filename": r.filename,
             "rows": r.rows, "approval_id": r.approval_id, "reason": r.reason, "filters": r.filters}
 
@@ -90,7 +98,8 @@ def _export_view(r: ExportRecord) -> dict[str, Any]:
 def my_exports(store: Store, p: Principal, limit: int = 50) -> list[dict[str, Any]]:
     with store.session() as s:
         rows = s.scalars(select(ExportRecord).where(ExportRecord.user_id == p.user_id,
-                                                    ExportRecord.username == p.username)
+                                                    ExportRecord.username == p.username,
+                                                    ExportRecord.file_format != VIEW_FORMAT)  # views are no exports
                          .order_by(ExportRecord.id.desc()).limit(limit))
         return [_export_view(r) for r in rows]
 
@@ -131,9 +140,11 @@ pages = _pages()
 
 
 def _render(request: Request, template: str, p: Principal, status: int = 200, **ctx: Any) -> HTMLResponse:
-    from anfang.web.views import render
+    from anfang.web.views import lang_of, render
 
-    return render(request, template, p, status=status, nav="security", **ctx)
+    zh = lang_of(request).startswith("zh")
+    return render(request, template, p, status=status, nav="security",
+                  kind_label=lambda k: EXPORT_LABELS.get(k, (k, k))[0 if zh else 1], **ctx)
 
 
 def _check_csrf(request: Request, token: str) -> None:

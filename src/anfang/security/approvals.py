@@ -281,9 +281,9 @@ def approval_dict(r: QueryApproval, lang: str = "zh-CN", policy: Policy | None =
 
 def _local(at: Any) -> str:
     """Beijing time for the console (the API keeps ISO 8601 UTC)."""
-    from zoneinfo import ZoneInfo
+    from anfang.core import timefmt
 
-    return at.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
+    return timefmt.fmt(at, seconds=False)
 
 
 def _audit(store: Store, p: Principal, action: str, r: QueryApproval, **extra: Any) -> None:
@@ -345,8 +345,9 @@ def authorise(store: Store, p: Principal, *, query_kind: str, target: str, param
         return Grant(query_kind, level, text or None)
     if level == "reason":
         if len(text) < policy.min_reason_chars:
-            raise ReasonRequired(f"“{label}”须说明查询事由（reason，至少{policy.min_reason_chars}个字） / "
-                                 f"this query needs a stated reason", detail={"query_kind": query_kind})
+            raise ReasonRequired(f"“{label}”须说明查询事由（至少{policy.min_reason_chars}个字） / "
+                                 f"this query needs a stated reason (parameter reason, at least "
+                                 f"{policy.min_reason_chars} characters)", detail={"query_kind": query_kind})
         audit.record(store, p, "query_reason", "query_approval", [],
                      json.dumps({"kind": query_kind, "target": target, "reason": text}, ensure_ascii=False,
                                 separators=(",", ":")))
@@ -391,8 +392,9 @@ def authorise(store: Store, p: Principal, *, query_kind: str, target: str, param
                 else (req.state, req.state)
             raise Forbidden(f"审批申请 #{req.id} {state[0]}，不能再用于查询 / approval #{req.id} is {state[1]}")
         if len(text) < policy.min_reason_chars:
-            raise ReasonRequired(f"“{label}”须说明查询事由（reason，至少{policy.min_reason_chars}个字）并经上级审批 / "
-                                 "this query needs a stated reason and a supervisor's approval",
+            raise ReasonRequired(f"“{label}”须说明查询事由（至少{policy.min_reason_chars}个字）并经上级审批 / "
+                                 f"this query needs a stated reason (parameter reason, at least "
+                                 f"{policy.min_reason_chars} characters) and a supervisor's approval",
                                  detail={"query_kind": query_kind})
         rule, approver = approver_rule(s, p, policy)
         now = utcnow()

@@ -35,7 +35,7 @@ def trace_cmd(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
             console.print("  " + n)
         raise typer.Exit(code=1)
     console.print(f"[bold]导出人 / exported by:[/] {best.display_name} ({best.username}, {best.role})  "
-                  f"[bold]时间 / at:[/] {best.at} 北京时间  [bold]请求 / request:[/] {best.request_id}  "
+                  f"[bold]时间 / at:[/] {best.at}  [bold]请求 / request:[/] {best.request_id}  "
                   f"[{STRENGTH[best.strength]}]")
     table = Table("请求号 request", "导出人 user", "时间 time", "类别 kind", "文件 file", "行 rows", "证据 evidence")
     for f in result.findings:

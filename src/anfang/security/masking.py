@@ -38,11 +38,28 @@ _MASKERS = {"id_number": mask_id_number, "phone": mask_phone, "owner_phone": mas
             "legal_person_id_number": mask_id_number}
 
 
-def mask_fields(role: str, record: dict) -> dict:
-    """Return a copy of record with every personal field masked unless the role may see it in full."""
+def may_see(role: str, field: str, *, owner: bool = False) -> bool:
+    """Whether role sees field in full. ``owner``: the record is a house owner's, so his "phone" is an owner's
+    phone (roles.UNMASKED_FIELDS "owner_phone") - the same number is shown alike on his person record and on the
+    house he owns."""
     allowed = UNMASKED_FIELDS[Role(role)]
+    if owner and field == "phone":
+        field = "owner_phone"
+    return field in allowed
+
+
+def mask_value(role: str, field: str, value: str | None, *, owner: bool = False) -> str | None:
+    """One value of a masked field (see mask_fields)."""
+    if not value or may_see(role, field, owner=owner):
+        return value
+    return _MASKERS[field](value)
+
+
+def mask_fields(role: str, record: dict, *, owner: bool = False) -> dict:
+    """Return a copy of record with every personal field masked unless the role may see it in full.
+    ``owner``: the record is a person who owns a house in the principal's scope (see may_see)."""
     out = dict(record)
     for field, masker in _MASKERS.items():
-        if field in out and field not in allowed:
+        if field in out and out[field] and not may_see(role, field, owner=owner):
             out[field] = masker(out[field])
     return out

@@ -31,10 +31,11 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from anfang.core.errors import Forbidden, NotFound, Unauthorized
+from anfang.core import timefmt
+from anfang.core.errors import Forbidden, NotFound, Unauthorized, pick
 from anfang.security import audit
 from anfang.security.models import AccessAlert, AuditEntry, User, UserSecurity
-from anfang.security.roles import Role
+from anfang.security.roles import ROLE_LABELS, Role
 from anfang.security.scope import Principal
 from anfang.store.base import utcnow
 from anfang.store.engine import Store
@@ -48,6 +49,10 @@ KINDS = {
     "failed_logins": ("多次登录失败，账号已锁定", "Many failed logins, account locked"),
     "login_spray": ("同一来源多次登录失败", "Many failed logins from one client"),
 }
+_ACTIONS = {"read": "读取", "create": "新增", "update": "修改", "delete": "删除", "export": "导出", "import": "导入",
+            "login": "登录", "viid_image": "查看"}
+_ENTITIES = {"person": "人员", "house": "房屋", "address": "地址", "unit": "单位", "vehicle": "车辆",
+             "doorplate": "门牌", "viid_images": "抓拍图片", "warning": "预警"}
 SEVERITY = {"bulk_read": "high", "off_hours": "medium", "out_of_scope": "high", "failed_logins": "medium",
             "login_spray": "high"}
 _FOLD = {"bulk_read": timedelta(hours=24), "off_hours": timedelta(hours=24)}
@@ -184,9 +189,10 @@ class AccessMonitor:
         if quiet and p.user_id is not None and hour in self.usual_hours(p.user_id, now):
             return
         if quiet:
-            local = now.astimezone(self.tz).strftime("%H:%M")
-            self.raise_alert("off_hours", p, f"{local} {action} {entity}（非工作时间 {start:02d}:00–{end:02d}:00）",
-                             once_per_day=True)
+            zh = f"{_ACTIONS.get(action, action)}{_ENTITIES.get(entity, entity)}"
+            self.raise_alert("off_hours", p, f"{timefmt.fmt(now, seconds=False)} {zh}（非工作时间 {start:02d}:00–"
+                                             f"{end:02d}:00） / {timefmt.fmt(now, 'en', seconds=False)} {action} "
+                                             f"{entity} (off hours {start:02d}:00-{end:02d}:00)", once_per_day=True)
 
     def _check_out_of_scope(self, p: Principal, entity: str, ids: list[str]) -> None:
         from anfang.registry.models import Address, House, Person, Vehicle, WorkUnit
@@ -337,11 +343,18 @@ def _alert_scope(p: Principal) -> Any:
     raise Forbidden("仅管理员可查看访问告警 / only administrators see access alerts")
 
 
+SEVERITY_LABELS = {"high": ("高", "high"), "medium": ("中", "medium"), "low": ("低", "low")}
+
+
 def alert_dict(a: AccessAlert, lang: str = "zh-CN") -> dict[str, Any]:
+    i = 1 if lang.startswith("en") else 0
+    role_label = ROLE_LABELS[Role(a.role)][i] if a.role in Role.__members__ else a.role
     return {"id": a.id, "at": a.at.isoformat(), "last_at": a.last_at.isoformat(), "kind": a.kind,
             "kind_label": kind_label(a.kind, lang), "severity": a.severity, "user_id": a.user_id,
+            "severity_label": SEVERITY_LABELS.get(a.severity, (a.severity, a.severity))[i],
+            "role_label": role_label,
             "username": a.username, "role": a.role, "county_code": a.county_code, "client": a.client,
-            "count": a.count, "detail": a.detail, "acknowledged_by": a.acknowledged_by,
+            "count": a.count, "detail": pick(a.detail, lang), "acknowledged_by": a.acknowledged_by,
             "acknowledged_at": a.acknowledged_at.isoformat() if a.acknowledged_at else None}
 
 

@@ -28,13 +28,16 @@ ROLE_LABELS: dict[Role, tuple[str, str]] = {
 # Which personal fields each role sees unmasked (data minimisation, PIPL). The community police officer works
 # cases and needs full identity numbers; grid workers call residents and need phones; administrators supervise
 # figures and see both masked; property staff contact owners but never see identity numbers.
+# "owner_phone" is the phone of a house owner wherever it shows: the house's owner column, the owner's own person
+# record, a door plate's owner line, an export. A role that sees phones sees owners' phones too; property staff see
+# only owners' phones. security.masking applies this one table on every page, API, export and plate view.
 UNMASKED_FIELDS: dict[Role, frozenset[str]] = {
     Role.city_admin: frozenset(),
     Role.county_admin: frozenset(),
-    Role.police: frozenset({"id_number", "phone"}),
-    Role.grid_worker: frozenset({"phone"}),
+    Role.police: frozenset({"id_number", "phone", "owner_phone"}),
+    Role.grid_worker: frozenset({"phone", "owner_phone"}),
     Role.property_staff: frozenset({"owner_phone"}),
-    Role.resident: frozenset({"id_number", "phone"}),  # only ever his own record
+    Role.resident: frozenset({"id_number", "phone", "owner_phone"}),  # only ever his own record
     Role.anonymous: frozenset(),
 }
 

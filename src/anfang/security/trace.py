@@ -22,9 +22,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from anfang.core import timefmt
 from anfang.security.records import ExportRecord
 from anfang.security.roles import role_label
-from anfang.security.watermark import CHINA_TZ, META_TAG, lsb_extract, strip_zero_width, zw_decode_all
+from anfang.security.watermark import META_TAG, lsb_extract, strip_zero_width, zw_decode_all
 from anfang.store.engine import Store
 
 _META_RE = re.compile(re.escape(META_TAG).encode() + rb"([0-9a-f]{12})")
@@ -232,7 +233,7 @@ def _file_type(data: bytes, name: str) -> str:
 # ---- matching against the export log ---------------------------------------------------------------------------
 def _finding(r: ExportRecord) -> Finding:
     return Finding(request_id=r.request_id, username=r.username, display_name=r.display_name, role=r.role,
-                   at=r.at.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S"), kind=r.kind,
+                   at=timefmt.fmt(r.at), kind=r.kind,
                    file_format=r.file_format, filename=r.filename, rows=r.rows, reason=r.reason,
                    approval_id=r.approval_id)
 

@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 
+from anfang.core import timefmt
 from anfang.security.records import ExportRecord
 from anfang.security.roles import role_label
 from anfang.security.scope import Principal
@@ -125,13 +126,14 @@ class Mark:
 
     @property
     def local_time(self) -> str:
-        return self.at.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
+        return timefmt.fmt(self.at)
 
     def visible_line(self) -> str:
         """One line naming the exporter, the time (Beijing) and the request: printed on the file."""
         who = f"{self.display_name}（{self.username}，{role_label(self.role)}）"
         zh = f"{WATERMARK_PREFIX}{who} 于 {self.local_time} 导出，请求号 {self.request_id}；仅限工作使用，严禁外传"
-        return f"{zh} / exported by {self.username} at {self.local_time} CST, request {self.request_id}; do not share"
+        en_time = timefmt.fmt(self.at, "en")
+        return f"{zh} / exported by {self.username} at {en_time}, request {self.request_id}; do not share"
 
     def short_line(self) -> str:
         """Short ASCII-safe line for image stamps and narrow footers."""
@@ -201,7 +203,7 @@ def xlsx_decorate(wb: Any, mark: Mark, sheets: Iterable[Any] | None = None) -> N
     info = wb.create_sheet("导出水印")
     info.append([mark.visible_line()])
     info.append(["导出人 / user", f"{mark.display_name}（{mark.username}）"])
-    info.append(["时间 / time", f"{mark.local_time}（北京时间）"])
+    info.append(["时间 / time", mark.local_time])
     info.append(["请求号 / request", mark.request_id])
     if mark.reason:
         info.append(["事由 / reason", mark.reason])
@@ -344,13 +346,18 @@ def watermark_image(data: bytes, mark: Mark) -> tuple[bytes, str]:
     return out.getvalue(), "image/jpeg"
 
 
+VIEW_FORMAT = "view"  # export-log file_format of an image shown on screen: fingerprinted, traceable, not an export
+
+
 def export_image(store: Store, p: Principal, data: bytes, kind: str, filename: str = "",
-                 row_keys: Iterable[Any] = ()) -> tuple[bytes, str]:
+                 row_keys: Iterable[Any] = (), *, view: bool = False) -> tuple[bytes, str]:
     """Watermark one image for p and log it; returns (bytes, media type). An image that cannot be decoded is not
-    served unmarked (fail closed): a clear 422."""
+    served unmarked (fail closed): a clear 422. ``view``: shown on a page, not downloaded - its mark is kept so a
+    leaked copy still traces (file_format "view"), but it is no export: 我的导出记录 lists downloads only, and the
+    caller records the view in the audit chain."""
     from anfang.core.errors import ValidationError
 
-    mark = new_mark(store, p, kind, "image", filename)
+    mark = new_mark(store, p, kind, VIEW_FORMAT if view else "image", filename)
     try:
         out, media = watermark_image(data, mark)
     except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds on bad input

@@ -114,7 +114,7 @@ def search(store: Store, p: Principal, *, kind: str, device: str, plate: str, st
     for r in rows:
         body = orjson.loads(r.body)
         out.append({"pk": r.id, "kind": r.kind, "object_id": r.object_id, "device_id": r.device_id,
-                    "shot_at": r.shot_at.astimezone(ids.CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S"),
+                    "shot_at": r.shot_at.isoformat(),  # shown by the page with core.timefmt
                     "summary": _summary(r.kind, body), "image": thumbs.get(r.id)})
     audit.record(store, p, "viid_search", "viid_objects", [o["object_id"] for o in out],
                  f"kind={kind} device={device} plate={plate}")
@@ -171,7 +171,7 @@ def captures_page(request: Request, p: CurrentPrincipal, kind: str = "", device:
                   pager=pager)
 
 
-def _image(store: Store, images: Any, p: Principal, pk: int) -> tuple[bytes, str] | None:
+def _image(store: Store, images: Any, p: Principal, pk: int, download: bool = False) -> tuple[bytes, str] | None:
     with store.session() as s:
         row = s.execute(select(ViidImage, ViidObject.community_code, ViidObject.object_id)
                         .outerjoin(ViidObject, ViidObject.id == ViidImage.object_pk)
@@ -190,22 +190,27 @@ def _image(store: Store, images: Any, p: Principal, pk: int) -> tuple[bytes, str
     found = service.image_location(store, pk=pk)
     if found is None:
         return None
-    audit.record(store, p, "viid_image", "viid_images", [img.image_id], f"object={object_id or ''}")
-    # Traceable export: a corner stamp (user, time, request) and an invisible mark, logged (docs/security.md).
+    audit.record(store, p, "viid_image", "viid_images", [img.image_id],
+                 f"object={object_id or ''};{'download' if download else 'view'}")
+    # A corner stamp (user, time, request) and an invisible mark (docs/security.md); only a download is an export.
     from anfang.security.watermark import export_image
 
-    data, media = export_image(store, p, images.get(found[0]), "viid-image", img.image_id, [img.image_id])
+    data, media = export_image(store, p, images.get(found[0]), "viid-image", img.image_id, [img.image_id],
+                               view=not download)
     return data, "Png" if media == "image/png" else "Jpeg"
 
 
 @router.get("/viid/images/{pk}")
-async def image_view(request: Request, p: CurrentPrincipal, pk: int) -> Response:
+async def image_view(request: Request, p: CurrentPrincipal, pk: int, download: bool = False) -> Response:
+    """The capture image: viewed (audited) or, with ?download=1, downloaded (an export: 我的导出记录)."""
     node = request.app.state.viid
-    got = await run_in_threadpool(_image, request.app.state.store, node.images, p, pk)
+    got = await run_in_threadpool(_image, request.app.state.store, node.images, p, pk, download)
     if got is None:
         return Response(status_code=404)
+    ext = "png" if got[1] == "Png" else "jpg"
     return Response(got[0], media_type="image/png" if got[1] == "Png" else "image/jpeg",
-                    headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"})
+                    headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff",
+                             "Content-Disposition": f'{"attachment" if download else "inline"}; filename="{pk}.{ext}"'})
 
 
 @router.get("/viid/apes")
@@ -225,6 +230,6 @@ def apes_page(request: Request, p: CurrentPrincipal) -> Response:
     rows = [{"device_id": d.device_id, "name": d.name, "host": d.host or "", "community": d.community_code or "",
              "status": "online" if d.status == "online" and sessions.is_fresh(d.device_id) else
              ("unknown" if d.status == "unknown" else "offline"),
-             "last_seen": d.last_seen.astimezone(ids.CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S") if d.last_seen else ""}
+             "last_seen": d.last_seen.isoformat() if d.last_seen else ""}
             for d in devs]
     return render(request, "viid_apes.html", p, nav="viid_apes", rows=rows)

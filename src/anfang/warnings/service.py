@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, false, func, or_, select, true
 
+from anfang.core import timefmt
 from anfang.core.errors import Conflict, Forbidden, NotFound, ValidationError
 from anfang.core.events import Event, new_event_id
 from anfang.registry.models import Address, PoliceArea
@@ -105,7 +106,8 @@ def view(w: Warning, lang: str = "zh-CN") -> dict[str, Any]:
             "acknowledged_at": w.acknowledged_at.isoformat() if w.acknowledged_at else None,
             "handled_at": w.handled_at.isoformat() if w.handled_at else None,
             "escalated_at": w.escalated_at.isoformat() if w.escalated_at else None,
-            "recovered_at": w.recovered_at.isoformat() if w.recovered_at else None, "feedback": w.feedback}
+            "recovered_at": w.recovered_at.isoformat() if w.recovered_at else None, "feedback": w.feedback,
+            "created_at_text": timefmt.fmt(w.created_at, lang)}  # shown as is by the console and the terminal
 
 
 class WarningService:

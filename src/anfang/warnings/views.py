@@ -13,7 +13,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from anfang.core.errors import NotFound
+from anfang.core.errors import Forbidden, NotFound
+from anfang.security.roles import Role
 from anfang.security.views import CurrentPrincipal
 from anfang.warnings.push import TerminalHub
 from anfang.warnings.service import FEEDBACK, STATE_LABELS, WarningService
@@ -31,7 +32,8 @@ TEXT = {  # page strings, zh-CN first
     "feedback_true": ("属实", "confirmed"), "feedback_false_alarm": ("误报", "false alarm"),
     "feedback_resolved": ("已解决", "resolved"), "unread": ("未读", "unread"), "stats": ("统计", "Statistics"),
     "sensor": ("传感器", "sensor"), "plate": ("车辆布控", "plate watch"), "face": ("人像布控", "face watch"),
-    "behaviour": ("行为研判", "behaviour"), "alarm": ("报警", "alarm"), "device": ("设备", "device"),
+    "behaviour": ("行为研判", "behaviour"),
+    "access": ("门禁", "access control"), "alarm": ("报警", "alarm"), "device": ("设备", "device"),
     "severity_1": ("紧急", "urgent"), "severity_2": ("重要", "important"), "severity_3": ("提示", "notice"),
     "detail": ("详情", "details"), "steps": ("处置记录", "history"), "similarity": ("相似度", "similarity"),
 }
@@ -104,7 +106,7 @@ def enrolled_photo(request: Request, p: CurrentPrincipal, warning_id: int) -> Re
     from anfang.security.watermark import export_image  # 导出水印: stamp + mark, logged (docs/security.md)
 
     data, media = export_image(request.app.state.store, p, path.read_bytes(), "watchlist-photo", path.name,
-                               [f"warning:{warning_id}"])
+                               [f"warning:{warning_id}"], view=True)  # shown on the terminal: not an export
     return Response(data, media_type=media, headers={"Cache-Control": "private, no-store"})
 
 
@@ -160,8 +162,14 @@ def warning_centre(request: Request, p: CurrentPrincipal, state: str = "open") -
     return _page(request, p, "warnings.html", state, "warnings")
 
 
+TERMINAL_ROLES = frozenset({Role.police, Role.county_admin, Role.city_admin})
+
+
 @pages.get("/m/warnings")
 def terminal(request: Request, p: CurrentPrincipal, state: str = "open") -> HTMLResponse:
+    if p.role not in TERMINAL_ROLES:  # the officer's terminal; grid workers and property staff use /warnings
+        raise Forbidden("民警终端仅供社区民警和管理员使用，预警请在「预警中心」查看 / the officer terminal is for "
+                        "police officers and administrators; see /warnings")
     return _page(request, p, "terminal.html", state, "warnings")
 
 

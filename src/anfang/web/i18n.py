@@ -6,6 +6,8 @@ anfang.security.roles; this table holds only the console's own words.
 
 from __future__ import annotations
 
+from anfang.core.errors import pick as pick_language
+
 LANGUAGES = ("zh-CN", "en")
 DEFAULT_LANGUAGE = "zh-CN"
 
@@ -225,6 +227,11 @@ STRINGS: dict[str, tuple[str, str]] = {
 
 # Message keys that may be passed in ?msg= after a POST/redirect (anything else is ignored).
 FLASH_KEYS = frozenset({"verify_done", "plate_done"})
+
+
+def pick(message: str | None, lang: str = DEFAULT_LANGUAGE) -> str | None:
+    """The half of a bilingual domain message for lang (see anfang.core.errors.pick)."""
+    return pick_language(message, lang)
 
 
 def normalize(lang: str | None) -> str | None:

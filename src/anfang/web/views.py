@@ -25,6 +25,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select
 
 from anfang import __version__
+from anfang.core import timefmt
 from anfang.core.errors import AnfangError, Forbidden, Unauthorized, ValidationError
 from anfang.registry import metrics, vocab
 from anfang.registry.models import Grid, PoliceArea, Region
@@ -194,6 +195,7 @@ def render(request: Request, template: str, p: Principal | None = None, *, statu
     flash = request.query_params.get("msg")
     ctx = {
         "request": request, "lang": lang, "t": t, "lab": lab, "pct": pct, "nav": nav, "version": __version__,
+        "when": lambda v, seconds=True: timefmt.fmt(v, lang, seconds=seconds),  # the one time format (core.timefmt)
         "me": whoami(store_of(request), p, lang) if p is not None and p.user_id is not None else None,
         "csrf_field": CSRF_FIELD, "csrf_token": csrf_token_for(seed),
         "lang_links": {code: _url_with(request, lang=code) for code in i18n.LANGUAGES},
@@ -202,6 +204,9 @@ def render(request: Request, template: str, p: Principal | None = None, *, statu
         "is_resident": p is not None and p.role is Role.resident,
         **context,
     }
+    for key in ("message", "wide_notice", "error"):  # a domain message "中文 / English": the page's language only
+        if isinstance(ctx.get(key), str):
+            ctx[key] = i18n.pick(ctx[key], lang)
     response = HTMLResponse(_env.get_template(template).render(ctx), status_code=status)
     extra = getattr(request.app.state, "csp_connect", None)  # e.g. media nodes in other processes (ws://…)
     origins = extra() if extra is not None else []

@@ -35,7 +35,7 @@
     var t = el("h3", null, w.title); t.setAttribute("data-testid", "warning-title"); a.appendChild(t);
     var m = el("p", "meta", (L.place || "") + "：" + (w.place || "—"));
     m.appendChild(document.createElement("br"));
-    m.appendChild(document.createTextNode((L.time || "") + "：" + String(w.created_at).slice(0, 19).replace("T", " ") + " UTC"));
+    m.appendChild(document.createTextNode((L.time || "") + "：" + (w.created_at_text || "")));
     a.appendChild(m);
     if (w.data && w.data.similarity) { a.appendChild(el("p", null, (L.similarity || "") + "：" + Math.round(100 * w.data.similarity) + "%")); }
     if (w.data && typeof w.data.image === "string" && w.data.image.charAt(0) === "/") {
