@@ -95,7 +95,9 @@ def build_ctx(a: AbuseApp) -> Ctx:
                for k, n, addr, comm in (("in", 4, "ld-1", "350404001001"), ("out", 5, "fx-1", "350405001001"))}
     common: dict[str, Any] = {"kind": "door", "device_id": IOT_DEVICE, "fmt": "svg", "watchlist_id": watchlist,
                               "oid": "35040000001190000001", "iid": "1", "order_id": 1, "project_id": 1,
-                              "action": "submit", "approval_id": 1, "alert_id": 1, "username": "grid"}
+                              "action": "submit", "approval_id": 1, "alert_id": 1, "username": "grid",
+                              "channel_id": "35040400001310000001", "job_id": "0123456789abcdef",
+                              "key": "pb-35040400001310000001-1400000001"}
     place = {
         "in": dict(person_id=w.person["li"], entity="persons", record_id=w.person["li"], address_id=w.addr["ld-101"],
                    house_id=w.house["h-ld-101"], unit_id=w.unit["ld-shop"], warning_id=warn["in"], pk=devices["in"],
@@ -428,6 +430,30 @@ POLICY.update({
     "POST /security/alerts/{alert_id}/ack": _R(ADMINS, ok=NOT_FOUND),
     "GET /account/totp": _R(ALL),
     "POST /account/totp": _R(ALL),
+})
+# live video and recordings (issue 15/16): this world has no camera channels, so allowed roles get 404 (no such
+# channel / session / download job); the scope rule itself is tested in tests/test_video*.py
+NOT_HERE = frozenset({404})
+VIDEO_CH = {"channel_id": "35040400001310000001"}
+VIDEO_RANGE = {**VIDEO_CH, "start": "2026-12-01T02:00:00+00:00", "end": "2026-12-01T02:05:00+00:00"}
+POLICY.update({
+    "POST /api/video/live": _R(STAFF, body=json_body(VIDEO_CH), ok=NOT_HERE),
+    "GET /api/video/snapshot/{channel_id}": _R(STAFF, ok=NOT_HERE),
+    "GET /api/video/tree": _R(STAFF),
+    "GET /api/video/links": _R(STAFF, query={"warning_id": "1"}, ok=NOT_HERE),
+    "PUT /api/video/links/{device_id}": _R(ADMINS | {"property_staff"}, body=json_body({"channels": []}),
+                                           ok=NOT_HERE),
+    "GET /api/video/nodes": _R(ADMINS),
+    "POST /api/video/playback": _R(STAFF, body=json_body(VIDEO_RANGE), ok=NOT_HERE),
+    "POST /api/video/playback/{key}/control": _R(STAFF, body=json_body({"action": "pause"}), ok=NOT_HERE),
+    "POST /api/video/download": _R(STAFF - {"grid_worker"}, body=json_body({**VIDEO_RANGE, "reason": "核查"}),
+                                   ok=NOT_HERE),
+    "GET /api/video/download/{job_id}": _R(STAFF, ok=NOT_HERE),
+    "GET /api/video/download/{job_id}/file": _R(STAFF, ok=NOT_HERE),
+    "GET /api/video/records": _R(STAFF, query={**VIDEO_CH, "date": "2026-12-01"}, ok=NOT_HERE),
+    "POST /api/video/ptz": _R(OFFICERS, body=json_body({**VIDEO_CH, "action": "stop"}), ok=NOT_HERE),
+    "GET /video/wall": _R(STAFF),
+    "GET /video/playback": _R(STAFF, query={"channel": VIDEO_CH["channel_id"]}, ok=NOT_HERE),
 })
 POLICY["GET /VIID/System/Time"] = _R(PUBLIC)  # GA/T 1400 校时: the server's id and clock, no data
 POLICY["POST /VIID/System/Register"] = _R(NOBODY, body=json_body({"RegisterObject": {

@@ -97,7 +97,9 @@ def _serve(settings: Settings, store) -> None:  # noqa: ANN001
         tls = {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile or "") or None}
         if settings.tls_client_ca:
             tls.update(ssl_ca_certs=str(settings.tls_client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
-    uvicorn.run(create_app(settings, store), host=settings.host, port=settings.port, log_level="warning", **tls)
+    # no permessage-deflate: video does not compress, and zlib on every fragment costs 5x the relaying itself
+    uvicorn.run(create_app(settings, store), host=settings.host, port=settings.port, log_level="warning",
+                ws_per_message_deflate=False, **tls)
 
 
 @app.command("media")
@@ -120,7 +122,8 @@ def media_cmd(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt =
     if not (settings.media_nats_url or settings.nats_url):
         console.print("[yellow]未配置 NATS：控制台无法发现本节点 / no nats_url: the console cannot find this node[/]")
     console.print(f"流媒体节点 / media node: http://{settings.host}:{settings.port}/healthz")
-    uvicorn.run(media_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(media_app(settings), host=settings.host, port=settings.port, log_level="warning",
+                ws_per_message_deflate=False)  # video does not compress (see _serve)
 
 
 @app.command()

@@ -178,6 +178,7 @@ _T = {
     "civil_code": ("行政区划", "Civil code"), "all": ("全部", "All"), "search": ("查询", "Search"),
     "total": ("共", "Total"), "none": ("暂无", "none"), "online_count": ("在线", "Online"),
     "type": ("类型", "Type"), "shared": ("共享上级", "Shared"), "live": ("实时视频", "Live video"),
+    "playback": ("录像回放", "Playback"),
 }
 
 

@@ -169,15 +169,12 @@ class MediaNode:
         viewer = Viewer(h265_ok=h265_ok, claims=claims)
         stream.add_viewer(viewer)
         started = time.time()
-        receiver = asyncio.get_running_loop().create_task(self._drain_client(ws))
+        receiver = asyncio.get_running_loop().create_task(self._drain_client(ws, viewer))
         try:
-            while not receiver.done():
-                getter = asyncio.ensure_future(viewer.queue.get())
-                done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
-                    getter.cancel()
+            while True:  # one await per message: the browser's leaving arrives as a sentinel in the same queue
+                item = await viewer.queue.get()
+                if item is _GONE:
                     break
-                item = getter.result()
                 if isinstance(item, bytes):
                     await ws.send_bytes(item)
                 else:
@@ -200,9 +197,18 @@ class MediaNode:
                 await ws.close()
 
     @staticmethod
-    async def _drain_client(ws: Any) -> None:
+    async def _drain_client(ws: Any, viewer: Viewer) -> None:
         with contextlib.suppress(Exception):
             while True:
                 message = await ws.receive()
                 if message.get("type") == "websocket.disconnect":
-                    return
+                    break
+        try:
+            viewer.queue.put_nowait(_GONE)  # the queue keeps room above its limit for this
+        except asyncio.QueueFull:
+            while not viewer.queue.empty():
+                viewer.queue.get_nowait()
+            viewer.queue.put_nowait(_GONE)
+
+
+_GONE = object()

@@ -22,6 +22,15 @@ _T = {
     "live": ("实时视频", "Live video"), "linked": ("联动视频", "Linked camera"), "tz": ("北京时间", "Beijing time"),
     "disabled": ("视频服务未启用（需启用 GB/T 28181 信令）", "Video is not enabled (needs the GB/T 28181 server)"),
     "fullscreen": ("全屏", "Full screen"), "no_linked": ("未找到联动摄像机", "No linked camera"),
+    "playback": ("录像回放", "Playback"), "date": ("日期", "Date"), "pause": ("暂停", "Pause"),
+    "resume": ("继续", "Resume"), "speed": ("倍速", "Speed"), "position": ("播放位置", "Position"),
+    "download": ("下载录像", "Download"), "from": ("从", "From"), "to": ("到", "To"), "reason": ("事由", "Reason"),
+    "no_records": ("当日无录像", "No recordings that day"), "ended": ("录像已播放完", "End of the recording"),
+    "loading": ("正在检索录像…", "Searching recordings…"), "click_timeline": ("点击时间轴开始回放",
+                                                                        "Click the timeline to play"),
+    "pending": ("已提交审批，批准后再次下载", "Sent for approval: download again once approved"),
+    "done": ("下载完成", "Done"), "failed": ("下载失败", "Failed"), "watermarking": ("正在加水印…", "Watermarking…"),
+    "downloading": ("正在下载…", "Downloading…"), "save": ("保存文件", "Save the file"),
 }
 
 
@@ -44,9 +53,35 @@ def mount(app: FastAPI) -> None:
         v = labels(lang_of(request))
         enabled = getattr(request.app.state, "live", None) is not None
         return await run_in_threadpool(render, request, "video_wall.html", p, nav="video_wall", V=v,
-                                       layout=layout, enabled=enabled)
+                                       layout=layout, enabled=enabled, ptz=_ptz_allowed(request, p))
+
+    @pages.get("/video/playback")
+    async def playback_page(request: Request, p: CurrentPrincipal, channel: str = "", date: str = "") -> HTMLResponse:
+        from datetime import datetime, timedelta
+
+        from anfang.core.errors import ValidationError
+        from anfang.gb28181.manscdp.xml import CHINA_TZ
+
+        if p.role not in VIEWERS:
+            raise Forbidden("无权调阅视频 / not allowed to watch video")
+        if not channel:
+            raise ValidationError("缺少通道 / channel missing")
+        today = datetime.now(CHINA_TZ).date()
+        day = date or (today - timedelta(days=1)).isoformat()
+        from anfang.media.views import channel_in_scope
+
+        ch, _dev = await run_in_threadpool(channel_in_scope, request.app.state.store, p, channel)
+        return await run_in_threadpool(render, request, "video_playback.html", p, nav="video_wall",
+                                       V=labels(lang_of(request)), channel=ch.channel_id, name=ch.name or ch.channel_id,
+                                       day=day, ptz=_ptz_allowed(request, p))
 
     app.include_router(pages)
+
+
+def _ptz_allowed(request: Request, p: Any) -> bool:
+    settings = getattr(request.app.state, "settings", None)
+    roles = getattr(settings, "ptz_roles", None) or ["city_admin", "county_admin", "police"]
+    return str(p.role) in {str(r) for r in roles}
 
 
 def player_labels(request: Request) -> dict[str, Any]:

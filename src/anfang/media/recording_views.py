@@ -87,9 +87,9 @@ def _manager(request: Request) -> PlaybackManager:
 
 @api.post("/playback", summary="录像回放：返回 WebSocket 地址和令牌 / play back a recording")
 async def playback(request: Request, p: CurrentPrincipal, body: PlaybackIn) -> dict[str, Any]:
-    mgr = _manager(request)
     store = request.app.state.store
     channel, device = await run_in_threadpool(channel_in_scope, store, p, body.channel_id)
+    mgr = _manager(request)
     start, end = _utc(body.start), _utc(body.end)
     try:
         session = await mgr.open(channel.channel_id, device.device_id, start, end, kind="playback")
@@ -108,8 +108,8 @@ async def playback(request: Request, p: CurrentPrincipal, body: PlaybackIn) -> d
 
 @api.post("/playback/{key}/control", summary="回放控制：暂停、继续、倍速、跳转 / pause, resume, speed, seek")
 async def control(request: Request, p: CurrentPrincipal, key: str, body: ControlIn) -> dict[str, Any]:
-    mgr = _manager(request)
-    session = mgr.sessions.get(key)
+    mgr = getattr(request.app.state, "playback", None)
+    session = mgr.sessions.get(key) if mgr is not None else None
     if session is None:
         raise NotFound("回放已结束 / the playback has ended")
     await run_in_threadpool(channel_in_scope, request.app.state.store, p, session.channel_id)
@@ -122,9 +122,9 @@ async def control(request: Request, p: CurrentPrincipal, key: str, body: Control
 @api.post("/download", status_code=202, responses=HELD_RESPONSES,
           summary="录像下载（导出：须事由/审批，带水印） / download a recording (an export)")
 async def download(request: Request, p: CurrentPrincipal, body: DownloadIn) -> dict[str, Any]:
-    mgr = _manager(request)
     store = request.app.state.store
     channel, device = await run_in_threadpool(channel_in_scope, store, p, body.channel_id)
+    mgr = _manager(request)
     start, end = _utc(body.start), _utc(body.end)
     minutes = (end - start).total_seconds() / 60
     policy = load_policy()

@@ -49,7 +49,7 @@ class Viewer:
                 self.header = [item]
             elif head:
                 self.header.append(item)
-            if self.queue.full():
+            if self.queue.qsize() >= VIEWER_QUEUE + 4:  # room stays for the node's end-of-viewer sentinel
                 return
             self.queue.put_nowait(item)
             return

@@ -103,9 +103,9 @@ def _ws_url(request: Request, node_url: str, key: str) -> str:
 
 async def open_live(request: Request, p: Principal, channel_id: str, h265: bool = False,
                     warning_id: int | None = None) -> dict[str, Any]:
-    ctl, secret = _ctx(request)
     store = request.app.state.store
     channel, device = await run_in_threadpool(channel_in_scope, store, p, channel_id, warning_id)
+    ctl, secret = _ctx(request)
     try:
         session = await ctl.open(channel.channel_id, device.device_id, name=channel.name or channel.channel_id,
                                  transport=(device.attributes or {}).get("media_transport"))
@@ -132,9 +132,9 @@ async def live(request: Request, p: CurrentPrincipal, body: LiveIn) -> dict[str,
 async def snapshot(request: Request, p: CurrentPrincipal, channel_id: str) -> Response:
     from anfang.security.watermark import export_image
 
-    ctl, _ = _ctx(request)
     store = request.app.state.store
     channel, device = await run_in_threadpool(channel_in_scope, store, p, channel_id)
+    ctl, _ = _ctx(request)
     try:
         session = await ctl.open(channel.channel_id, device.device_id, name=channel.name)
     except VideoError as err:
@@ -152,11 +152,15 @@ async def snapshot(request: Request, p: CurrentPrincipal, channel_id: str) -> Re
 
 @api.get("/tree", summary="我的视频通道树：社区 → 点位 → 通道 / my channels")
 def tree(request: Request, p: CurrentPrincipal, q: str = Query("", max_length=64)) -> dict[str, Any]:
+    if p.role not in VIEWERS:
+        raise Forbidden("无权调阅视频 / not allowed to watch video")
     return linking.channel_tree(request.app.state.store, p, _device_scope(p), q=q, live=_gb_live(request))
 
 
 @api.get("/links", summary="预警联动的摄像机 / cameras linked to a warning")
 def links(request: Request, p: CurrentPrincipal, warning_id: int = Query(ge=1, le=2**62)) -> dict[str, Any]:
+    if p.role not in VIEWERS:
+        raise Forbidden("无权调阅视频 / not allowed to watch video")
     return {"warning_id": warning_id, "channels": _warning_links(request.app.state.store, p, warning_id)}
 
 
