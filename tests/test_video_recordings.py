@@ -182,3 +182,38 @@ def test_long_download_waits_for_approval_and_scope_holds(video, store) -> None:
     assert r.status_code == 403
     r = c.post("/api/video/download", json={**body, "channel_id": other})
     assert r.status_code == 403
+
+
+def test_a_warning_gets_the_clip_around_it_from_the_recording(video, store) -> None:  # noqa: F811
+    from anfang.devices.models import Device
+    from anfang.devices.service import DeviceService
+    from anfang.warnings.models import Warning as WarningRow
+
+    c, _sim, devs = video
+    clips = c.app.state.clips
+    clips.before, clips.after = 2.0, 3.0  # the service's 30 s / 60 s, shortened for the test
+    _in_officers_area(store, devs[0].device_id)
+    with store.session() as s:
+        addr = s.scalar(select(Device.address_id).where(Device.device_id == devs[0].device_id))
+    DeviceService(store).upsert("mqtt", "perimeter-clip", name="周界", community_code="350404001001",
+                                address_id=addr, place="perimeter")
+    r = c.post("/api/iot/perimeter/perimeter-clip", json={"zone": "东侧", "alarm": True, "type": "intrusion"})
+    assert r.status_code == 202, r.text
+
+    def clip() -> dict | None:
+        with store.session() as s:
+            w = s.scalar(select(WarningRow).where(WarningRow.source == "perimeter-clip"))
+            return (w.id, w.created_at, (w.data or {}).get("clip")) if w is not None and (w.data or {}).get("clip") \
+                else None
+    assert _wait(lambda: clip() is not None, timeout=40, step=0.3)
+    wid, created, info = clip()
+    assert info["channel_id"] == devs[0].channels[0]["channel_id"]
+    login(c, "police")
+    data = c.get(f"/api/video/clips/{wid}").content
+    with av.open(io.BytesIO(data)) as container:
+        seconds = [read_timecode(p.to_ndarray(format="gray")) for p in container.decode(video=0)]
+    event = created.replace(tzinfo=UTC).timestamp() if created.tzinfo is None else created.timestamp()
+    assert abs(seconds[0] - (event - 2)) <= 1.5 and abs(seconds[-1] - (event + 3)) <= 1.5  # before → after
+    assert "warning-clip" in c.get("/m/warnings").text  # the officer's card plays it
+    login(c, "resident")
+    assert c.get(f"/api/video/clips/{wid}").status_code in (403, 404)

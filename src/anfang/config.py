@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     media_linger: float = 15.0  # seconds a stream stays open after its last viewer left (then BYE)
     media_timeout: float = 8.0  # seconds from INVITE to the first picture before the viewer is told
     media_audio: bool = False  # keep the cameras' G.711 audio (as AAC, for the browser) or drop it
+    media_clips: bool = True  # every warning with a linked camera gets the recording around it (报警录像)
+    media_clip_before: float = 30.0  # seconds before the event
+    media_clip_after: float = 60.0  # seconds after it
     media_secret: str | None = Field(default=None, repr=False,
                                      description="shared secret of console and media nodes (stream tokens)")
     media_embedded: bool = True  # a media node inside serve/demo; false: only `anfang media` nodes (NATS)

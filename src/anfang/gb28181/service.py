@@ -104,10 +104,12 @@ class DemoDevices:
         target = ("127.0.0.1", self.server.port)
         hb = max(1.0, cfg.heartbeat_interval / 2)
         udp = max(1, self.count - 1)
+        # live pictures made on the fly: the time is burnt in and PTZ turns the camera (the NVRs also play back
+        # any past time: their recordings are made on request)
         self.sims = [Simulator(target, count=udp, channels=4, heartbeat=hb, password=self.password,
-                               server_id=cfg.server_id, first_serial=901)]
+                               server_id=cfg.server_id, first_serial=901, live_timecode=True)]
         if self.count > 1:
-            self.sims.append(Simulator(target, count=1, channels=3, heartbeat=hb, transport="TCP",
+            self.sims.append(Simulator(target, count=1, channels=3, heartbeat=hb, transport="TCP", live_timecode=True,
                                        password=self.password, server_id=cfg.server_id, first_serial=901 + udp))
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._place)

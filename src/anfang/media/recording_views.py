@@ -217,8 +217,28 @@ def download_file(request: Request, p: CurrentPrincipal, job_id: str) -> FileRes
     return FileResponse(job.file, media_type="video/mp4", filename=job.file.name)
 
 
+@api.get("/clips/{warning_id}", summary="预警录像片段（事发前后） / the warning's video clip",
+         response_class=FileResponse)
+def clip(request: Request, p: CurrentPrincipal, warning_id: int) -> FileResponse:
+    from anfang.media.clips import clip_path
+    from anfang.warnings.service import WarningService
+
+    store = request.app.state.store
+    if not 1 <= warning_id <= 2**62:
+        raise NotFound("预警不存在 / warning not found")
+    w = WarningService(store).get(p, warning_id)  # NotFound outside the principal's warnings
+    path = clip_path(store, Path(request.app.state.settings.data_dir) / "clips", w)
+    if path is None:
+        raise NotFound("该预警暂无录像片段 / no clip for this warning yet")
+    audit.record(store, p, "video.clip.view", "warning", [warning_id], (w.get("data") or {}).get("clip", {})
+                 .get("channel_id", ""))
+    return FileResponse(path, media_type="video/mp4")
+
+
 def install(app: FastAPI) -> None:
-    """Routes always; the playback manager beside the live controller when video runs."""
+    """Routes always; the playback manager (and the alarm clips) beside the live controller when video runs."""
+    from anfang.media.clips import ClipService
+
     app.state.downloads = {}
     app.state.playback = None
     app.include_router(api)
@@ -228,3 +248,8 @@ def install(app: FastAPI) -> None:
     mgr = PlaybackManager(live.gb, app.state.media_nodes)
     app.state.playback = mgr
     app.state.services.append(mgr)
+    settings = app.state.settings
+    if settings.media_clips:
+        app.state.clips = ClipService(app.state.store, app.state.bus, mgr, Path(settings.data_dir) / "clips",
+                                      before=settings.media_clip_before, after=settings.media_clip_after)
+        app.state.services.append(app.state.clips)
