@@ -278,3 +278,30 @@ def test_ptz_button_turns_the_camera(live, browser) -> None:  # noqa: ANN001
         assert abs(after - before) > 20, (before, after)  # the picture moved with the camera
     finally:
         context.close()
+
+
+def test_cli_download_with_progress_is_traced_to_its_user(live, tmp_path) -> None:  # noqa: ANN001
+    import subprocess
+    import sys
+    from datetime import datetime, timedelta
+
+    base = live["base"]
+    user, password = live["logins"]["police"]
+    with httpx.Client(base_url=base, timeout=10, headers={"Origin": base}) as c:
+        c.post("/api/auth/login", json={"username": user, "password": password})
+        channel = c.get("/api/video/tree").json()["communities"][0]["places"][0]["channels"][0]["channel_id"]
+    start = (datetime.now() - timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
+    out = tmp_path / "cli.mp4"
+    proc = subprocess.run([sys.executable, "-c", "from anfang.cli import app; app()", "video", "download", channel,
+                           "--start", start.isoformat(), "--end", (start + timedelta(seconds=8)).isoformat(),
+                           "--out", str(out), "--reason", "命令行调取录像", "--url", base, "--user", user,
+                           "--password", password], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "EX" in proc.stdout and out.stat().st_size > 10_000
+    from anfang.security.trace import trace_file
+
+    store = Store(live["db_url"])
+    try:
+        assert trace_file(store, out).findings[0].username == user
+    finally:
+        store.dispose()

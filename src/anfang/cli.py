@@ -43,6 +43,9 @@ app.add_typer(fed_app, name="federation")
 from anfang.construction.cli import construction_app  # noqa: E402 - light: reports load inside its commands
 
 app.add_typer(construction_app, name="construction")
+from anfang.media.cli import video_app  # noqa: E402 - light: talks to a running anfang over HTTP
+
+app.add_typer(video_app, name="video")
 console = Console()
 
 HostOpt = Annotated[str | None, typer.Option("--host", help="监听地址 / listen address")]
