@@ -326,3 +326,72 @@ def test_console_page_renders_plan(tmp_path) -> None:
         bad = c.post("/siting", data={"budget": "4", "csrf_token": token},
                      files={"osm": ("bad.osm", b"<osm><way", "application/xml")})
         assert bad.status_code == 422 and "OSM XML" in bad.text
+
+
+# ---- issue 17 item 8: weights are finite and ≥ 0; optimality only when the bound proves it ----------------------
+def _points_file(tmp_path, weights: list[object]) -> str:
+    feats = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [LON0 + 10 * k * M_LON, LAT0]},
+              "properties": {"id": f"school{k}", "kind": "crowded", "weight": w}} for k, w in enumerate(weights)]
+    path = tmp_path / "points.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}), encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("weight", ["heavy", "NaN", "-1000000", "inf", -1, None])
+def test_cli_refuses_bad_point_weights_naming_the_feature(tmp_path, weight: object) -> None:
+    (tmp_path / "village.osm").write_text(GRID, encoding="utf-8")
+    points = _points_file(tmp_path, [5, weight])
+    r = CliRunner().invoke(cli_app, ["siting", "plan", str(tmp_path / "village.osm"), "--budget", "4",
+                                     "--radius", "110", "--points", points, "--exact"])
+    if weight is None:  # no weight given: the kind's default
+        assert r.exit_code == 0, r.output
+        return
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output and "nan%" not in r.output and "optimal" not in r.output
+    assert "school1" in r.output and "weight" in r.output and "school0" not in r.output
+
+
+def test_bad_weights_in_network_files_name_the_feature(tmp_path) -> None:
+    tagged = osm({1: (0, 0), 2: (-200, 0), 3: (200, 0), 4: (0, -200), 5: (0, 200)},
+                 [(10, [2, 1, 3], "residential"), (11, [4, 1, 5], "residential")],
+                 {2: {"barrier": "gate", "anfang:weight": "lots"}, 3: {"barrier": "gate", "anfang:weight": "-3"}})
+    with pytest.raises(SitingInputError, match=r"(?s)n2.*n3"):
+        net_of(tagged, tmp_path)
+    doc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[117.64, 26.26], [117.65, 26.26]]},
+         "properties": {"highway": "residential"}},
+        {"type": "Feature", "id": "gate-w", "geometry": {"type": "Point", "coordinates": [117.64, 26.26]},
+         "properties": {"kind": "entrance", "weight": "NaN"}}]}
+    with pytest.raises(SitingInputError, match="gate-w"):
+        read_geojson(json.dumps(doc))
+
+
+def test_solver_refuses_demand_with_invalid_weight() -> None:
+    problem = _line_problem()
+    problem.demand.weight[2] = -1_000_000.0
+    with pytest.raises(SitingInputError, match="weight"):
+        solve(problem, budget=1, method="exact")
+
+
+@pytest.mark.parametrize(("objective", "bound", "optimal", "text"), [
+    (100.0, 100.0, True, "0（最优 / optimal）"),
+    (100.0, 100.005, True, "≤ 0.01 %"),  # within HiGHS's relative tolerance: not an exact proof
+    (100.0, 110.0, False, "9.09%"),
+    (100.0, 90.0, False, "—"),  # a "bound" below the objective proves nothing
+    (100.0, None, False, "—"),
+])
+def test_optimality_is_claimed_only_when_the_bound_proves_it(objective, bound, optimal, text) -> None:
+    from anfang.siting.plan import proof
+
+    p = proof(objective, bound, maximise=True)
+    assert p.optimal is optimal
+    assert p.text().startswith(text)
+
+
+def test_cli_gap_wording_for_solver_tolerance(tmp_path) -> None:
+    (tmp_path / "village.osm").write_text(GRID, encoding="utf-8")
+    r = CliRunner().invoke(cli_app, ["siting", "plan", str(tmp_path / "village.osm"), "--budget", "4",
+                                     "--radius", "110", "--exact"])
+    assert r.exit_code == 0, r.output
+    gap_line = next(line for line in r.output.splitlines() if "proven gap" in line)
+    assert "0（最优 / optimal）" in gap_line or "≤ 0.01 %" in gap_line

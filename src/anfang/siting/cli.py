@@ -83,8 +83,7 @@ def plan_cmd(
         ("盲区关注点 / blind POIs", str(len(plan.blind_pois))),
         ("目标值 / objective", f"{plan.objective:,.1f}"),
         ("证明的界 / proven bound", "—" if plan.bound is None else f"{plan.bound:,.1f}"),
-        ("证明的差距 / proven gap", "—" if plan.gap is None else
-         ("0（最优 / optimal）" if plan.optimal and plan.gap <= 1e-4 else _pct(plan.gap))),
+        ("证明的差距 / proven gap", plan.proof.text()),
         ("用时 / time", f"{plan.seconds:.2f} s"),
     ]
     for k, v in rows:

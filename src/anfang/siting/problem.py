@@ -49,6 +49,10 @@ class SitingParams:
             raise SitingInputError(f"视场角须在 (0, 360] / field of view must be in (0, 360] (got {self.fov})")
         if self.candidate_spacing <= 0 or self.sample_step <= 0:
             raise SitingInputError("间距必须大于 0 / spacings must be > 0")
+        bad = [k for k, w in {"road_weight": self.road_weight, **self.poi_weights}.items()
+               if not (math.isfinite(w) and w >= 0)]
+        if bad:
+            raise SitingInputError("权重须为有限且不小于 0 的数 / weights must be finite and ≥ 0: " + ", ".join(bad))
 
 
 @dataclass
@@ -272,12 +276,23 @@ def expand_headings(xy: np.ndarray, ids: list[str], kind: list[str], dirs: list[
     return Candidates(np.array(out_xy, float).reshape(-1, 2), np.array(out_h, float), out_ids, out_kind)
 
 
+def check_weights(demand: Demand) -> None:
+    """Every demand weight finite and ≥ 0, else SitingInputError naming the demand points (the readers check each
+    file row; this guards problems built in code)."""
+    bad = np.flatnonzero(~np.isfinite(demand.weight) | (demand.weight < 0))
+    if len(bad):
+        names = ", ".join(f"{demand.ids[i]}={demand.weight[i]:g}" for i in bad[:10])
+        raise SitingInputError(f"{len(bad)} 个需求点权重无效（须为有限且不小于 0）/ {len(bad)} demand points with an "
+                               f"invalid weight (must be finite and ≥ 0): {names}")
+
+
 def build_problem(net: RoadNetwork, params: SitingParams | None = None, *, extra_pois: list[Poi] | None = None,
                   existing: list[Camera] | None = None, candidates: Candidates | None = None) -> Problem:
     params = params or SitingParams()
     params.validate()
     pois = (intersection_pois(net) if params.intersections else []) + list(net.pois) + list(extra_pois or [])
     demand = concat_demand(poi_demand(pois, params), road_demand(net, params))
+    check_weights(demand)
     cands = candidates if candidates is not None else road_candidates(net, params)
     if len(cands) == 0:
         raise SitingInputError("没有候选点位 / no candidate sites")

@@ -52,8 +52,7 @@ def _page(request: Request, p: Principal, plan: Plan, source: str, status: int =
     zh = lang_of(request).startswith("zh")
     kinds = {k: (v[0] if zh else v[1]) for k, v in POI_KINDS.items()}
     return render(request, "siting.html", p, nav="siting", status=status, plan=plan, svg=plan_svg(plan),
-                  source=source, kinds=kinds, zh=zh, gap_text="—" if plan.gap is None else
-                  ("0" if plan.optimal and plan.gap <= 1e-4 else f"{plan.gap * 100:.2f}%"))
+                  source=source, kinds=kinds, zh=zh, gap_text=plan.proof.text("zh" if zh else "en"))
 
 
 @pages.get("/siting")
