@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from anfang.config import Settings, load_settings
+from anfang.clibase import console, number, open_store, settings_for, table
+from anfang.config import Settings
 from anfang.doorplates.cli import plates_app as _plates_app
 from anfang.security.roles import Role
 
@@ -43,7 +43,6 @@ app.add_typer(fed_app, name="federation")
 from anfang.construction.cli import construction_app  # noqa: E402 - light: reports load inside its commands
 
 app.add_typer(construction_app, name="construction")
-console = Console()
 
 HostOpt = Annotated[str | None, typer.Option("--host", help="监听地址 / listen address")]
 PortOpt = Annotated[int | None, typer.Option("--port", help="监听端口 / listen port")]
@@ -53,6 +52,7 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML 配置文
 
 
 class Kind(StrEnum):
+    regions = "regions"
     addresses = "addresses"
     houses = "houses"
     persons = "persons"
@@ -60,24 +60,8 @@ class Kind(StrEnum):
     vehicles = "vehicles"
 
 
-def _settings(config: Path | None = None, **overrides) -> Settings:  # noqa: ANN003
-    if config is not None:
-        import os
-
-        os.environ["ANFANG_CONFIG"] = str(config)
-    settings = load_settings(**overrides)
-    from anfang.security import crypto
-
-    crypto.configure_from_settings(settings)  # data keys of the encrypted columns (before any migration)
-    return settings
-
-
-def _store(settings: Settings):  # noqa: ANN202
-    from anfang.store.engine import Store
-    from anfang.store.migrate import upgrade
-
-    upgrade(settings.database_url)  # type: ignore[arg-type]
-    return Store(settings.database_url)  # type: ignore[arg-type]
+_settings = settings_for  # the names the commands below use
+_store = open_store
 
 
 def _progress() -> Progress:
@@ -217,12 +201,18 @@ def import_cmd(kind: Annotated[Kind, typer.Argument(help="数据类别 / kind")]
         task = bar.add_task(f"导入 {kind.value}", total=None)
         result = import_file(store, kind.value, file, Principal.system(operator),
                              progress=lambda done, total: bar.update(task, completed=done, total=total))
-    console.print(f"共 {result.total} 行：新增 {result.inserted}，更新 {result.updated}，未变 {result.unchanged}，"
-                  f"错误 {len(result.errors)}（{result.seconds:.1f} 秒）")
-    for err in result.errors[:20]:
-        console.print(f"  第 {err.row} 行：{err.reason}")
-    if len(result.errors) > 20:
-        console.print(f"  …… 另有 {len(result.errors) - 20} 行错误")
+    summary = table(number("共 rows"), number("新增 inserted"), number("更新 updated"), number("未变 unchanged"),
+                    number("错误 errors"), number("用时 seconds"), title=f"导入 / import {kind.value}: {file.name}")
+    summary.add_row(str(result.total), str(result.inserted), str(result.updated), str(result.unchanged),
+                    str(len(result.errors)), f"{result.seconds:.1f}")
+    console.print(summary)
+    if result.errors:
+        errors = table(number("行号 row"), "错误原因 reason", title="错误行 / rejected rows",
+                       caption=f"另有 {len(result.errors) - 20} 行错误 / {len(result.errors) - 20} more rows "
+                               "(--report)" if len(result.errors) > 20 else None)
+        for err in result.errors[:20]:
+            errors.add_row(str(err.row), err.reason)
+        console.print(errors)
     if report is not None and result.errors:
         result.write_report(report)
         console.print(f"错误报告已写入 / report written: {report}")

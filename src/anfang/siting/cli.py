@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+
+from anfang.clibase import console, fixed, number, pairs, table
 
 siting_app = typer.Typer(help="居安工程 摄像机点位规划 / Ju'an camera siting", no_args_is_help=True)
-console = Console()
 
 
 def _pct(v: float) -> str:
@@ -66,9 +65,6 @@ def plan_cmd(
         console.print(f"[red]错误 / error:[/] {exc}")
         raise typer.Exit(2) from None
 
-    summary = Table(title=f"点位方案 / siting plan — {osmfile.name}", show_header=False)
-    summary.add_column("", style="bold")
-    summary.add_column("")
     rows = [
         ("道路 / roads", f"{len(net.roads)} 条, {plan.road_total_m / 1000:.2f} km"),
         ("候选点位 / candidate sites", str(len(problem.candidates))),
@@ -86,17 +82,14 @@ def plan_cmd(
         ("证明的差距 / proven gap", plan.proof.text()),
         ("用时 / time", f"{plan.seconds:.2f} s"),
     ]
-    for k, v in rows:
-        summary.add_row(k, v)
-    console.print(summary)
-    sites = Table(title="点位 / sites")
-    for col in ("编号 id", "类型 kind", "经度 lon", "纬度 lat", "覆盖权重 weight", "道路 road m", "关注点 POIs"):
-        sites.add_column(col)
+    console.print(pairs(rows, title=f"点位方案 / siting plan — {osmfile.name}"))
+    sites = table("编号 id", "类型 kind", fixed("经度 lon"), fixed("纬度 lat"), number("覆盖权重 weight"),
+                  number("道路米 road_m"), number("关注点 POIs"), title="点位 / sites")
     for s in sorted(plan.sites, key=lambda s: -s.covered_weight)[:30]:
         sites.add_row(s.id + (" 📌" if s.pinned else ""), s.kind, f"{s.lon:.6f}", f"{s.lat:.6f}",
                       f"{s.covered_weight:.0f}", f"{s.road_m:.0f}", str(len(s.pois)))
     if len(plan.sites) > 30:
-        sites.caption = f"… 共 {len(plan.sites)} 个 / {len(plan.sites)} in all (see --out / --xlsx)"
+        sites.caption = f"前 30 个，共 {len(plan.sites)} 个 / first 30 of {len(plan.sites)} (see --out / --xlsx)"
     console.print(sites)
     for note in plan.notes:
         console.print(f"[dim]· {note}[/]")
