@@ -32,6 +32,7 @@ TEXT = {  # page strings, zh-CN first
     "feedback_resolved": ("已解决", "resolved"), "unread": ("未读", "unread"), "stats": ("统计", "Statistics"),
     "sensor": ("传感器", "sensor"), "plate": ("车辆布控", "plate watch"), "face": ("人像布控", "face watch"),
     "behaviour": ("行为研判", "behaviour"), "alarm": ("报警", "alarm"), "device": ("设备", "device"),
+    "access": ("门禁", "access control"),
     "severity_1": ("紧急", "urgent"), "severity_2": ("重要", "important"), "severity_3": ("提示", "notice"),
     "detail": ("详情", "details"), "steps": ("处置记录", "history"), "similarity": ("相似度", "similarity"),
 }
