@@ -100,7 +100,8 @@ def demo(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None
     settings = _settings(host=host, port=port, data_dir=data_dir,
                          database_url=f"sqlite:///{(data_dir / 'anfang.db').as_posix()}",
                          # GB/T 28181: SIP server with a few simulated devices going on and offline
-                         sip_enabled=True, sip_port=sip_port, sip_simulate=6, sip_heartbeat_interval=10.0)
+                         sip_enabled=True, sip_port=sip_port, sip_simulate=6, sip_heartbeat_interval=10.0,
+                         demo_scenario_pace=20.0)  # demo/scenario.py: each kind of warning in the first minutes
     store = _store(settings)
     with _progress() as bar:
         tasks: dict[str, int] = {}
@@ -137,27 +138,14 @@ def demo(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None
 
 
 def _demo_watchlists(settings: Settings, store, url: str) -> None:  # noqa: ANN001
-    """Demo early warning: one face watchlist (the first person of the simulator's photo directory, when present)
-    and one plate watchlist, so the simulated captures raise warnings on the officer's terminal."""
-    from anfang.faces.service import FaceWatchlistService
-    from anfang.security.scope import Principal
-    from anfang.warnings.service import WarningService
+    """Demo early warning: the face and plate watchlists of demo/scenario.py, whose story raises a face hit, a plate
+    hit, a perimeter intrusion, a smoke alarm and a forced door in the demo officer's 警务区 in the first minutes."""
+    from anfang.demo.scenario import seed_watchlists
 
-    warnings = WarningService(store)
-    plates = warnings.create_plate_watchlist(Principal.system("demo"), "演示布控车辆")
-    warnings.add_plates(Principal.system("demo"), plates, [("闽G12345", "演示")])
-    train = Path(settings.viid_faces_dir) / "train"
-    people = sorted(d for d in train.iterdir() if d.is_dir()) if train.is_dir() else []
-    if people:
-        faces = FaceWatchlistService(store, settings.data_dir)
-        wl = faces.create_watchlist("演示布控人员")
-        for photo in sorted(people[0].glob("*.jp*g")):
-            faces.enrol(wl.id, people[0].name, photo.read_bytes())
-        faces.flush()
-        console.print(f"人像布控 / face watchlist: {people[0].name}（{train}）; 民警终端 / police terminal: "
-                      f"{url}m/warnings")
-    else:
-        console.print(f"民警终端 / police terminal: {url}m/warnings (no photos at {train}: no face watchlist)")
+    for line in seed_watchlists(store, settings.data_dir):
+        console.print(line, soft_wrap=True)
+    console.print(f"民警终端 / police terminal: {url}m/warnings （演示预警约 {settings.demo_scenario_pace * 5:.0f} 秒内"
+                  f"依次到达 / the demo's warnings arrive within the first minutes）")
 
 
 @app.command("serve")
