@@ -25,7 +25,12 @@ def plan_cmd(
     fov: Annotated[float, typer.Option(help="视场角（度，360=球机）/ field of view in degrees (360 = dome)")] = 360.0,
     spacing: Annotated[float, typer.Option(help="沿路候选点间距（米）/ candidate spacing along roads, m")] = 50.0,
     step: Annotated[float, typer.Option(help="道路需求采样间距（米）/ road sampling step, m")] = 20.0,
-    points: Annotated[Path | None, typer.Option(help="关注点与现有摄像机 GeoJSON / POIs and existing cameras")] = None,
+    points: Annotated[Path | None, typer.Option(
+        help="需求点与现有摄像机（GeoJSON 或 CSV）/ demand points and existing cameras (GeoJSON or CSV)")] = None,
+    sites: Annotated[Path | None, typer.Option(
+        "--sites", help="自有候选点位（杆件、墙面；GeoJSON 或 CSV）/ your own candidate sites (poles, walls)")] = None,
+    along_roads: Annotated[bool, typer.Option(
+        "--along-roads", help="沿路网计算覆盖（建筑遮挡视线）/ coverage measured along the roads")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="方案 GeoJSON 输出 / write the plan as GeoJSON")] = None,
     xlsx: Annotated[Path | None, typer.Option("--xlsx", help="方案 XLSX 输出 / write the plan as XLSX")] = None,
     exact: Annotated[bool, typer.Option("--exact", help="HiGHS 精确求解 / exact MIP with HiGHS")] = False,
@@ -40,7 +45,7 @@ def plan_cmd(
 ) -> None:
     """由路网生成点位方案 / plan camera sites for a road network."""
     from anfang.siting import BudgetTooSmall, SitingInputError, SitingParams, build_problem, read_network
-    from anfang.siting.network import read_points
+    from anfang.siting.network import read_points, read_sites
     from anfang.siting.plan import solve, write_geojson, write_xlsx
 
     if not lscp and budget is None:
@@ -55,9 +60,11 @@ def plan_cmd(
             extra, cams = ([], [])
             if points is not None:
                 extra, cams = read_points(points, net.projection)
+            own = read_sites(sites, net.projection) if sites is not None else None
             bar.update(task, description="生成候选点与需求 / candidates and demand")
-            params = SitingParams(radius=radius, fov=fov, candidate_spacing=spacing, sample_step=step)
-            problem = build_problem(net, params, extra_pois=extra, existing=cams)
+            params = SitingParams(radius=radius, fov=fov, candidate_spacing=spacing, sample_step=step,
+                                  along_roads=along_roads)
+            problem = build_problem(net, params, extra_pois=extra, existing=cams, sites=own)
             plan = solve(problem, budget=budget, model="lscp" if lscp else "mclp", method=method, target=target,
                          time_limit=time_limit, pin=pin or [], exclude=exclude or [],
                          progress=lambda s: bar.update(task, description=s))
@@ -67,7 +74,9 @@ def plan_cmd(
 
     rows = [
         ("道路 / roads", f"{len(net.roads)} 条, {plan.road_total_m / 1000:.2f} km"),
-        ("候选点位 / candidate sites", str(len(problem.candidates))),
+        ("候选点位 / candidate sites", f"{len(problem.candidates)}" + (f"（自有 / own: {sites.name}）"
+                                                                     if sites else "")),
+        ("覆盖计算 / coverage", "沿路网 / along roads" if along_roads else "直线距离 / straight line"),
         ("模型 / model", "LSCP 最少覆盖" if plan.model == "lscp" else f"MCLP 最大覆盖, 预算 budget {plan.budget}"),
         ("求解器 / solver", plan.solver),
         ("新增摄像机 / new cameras", str(len(plan.sites))),

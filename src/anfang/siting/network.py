@@ -449,40 +449,152 @@ def _camera(cid: str, props: dict, x: float, y: float) -> Camera:
     return Camera(cid, x, y, radius, fov, _float_prop(props, "heading", 0.0, label) or 0.0)
 
 
-def read_points(path: str | Path, projection: Projection) -> tuple[list[Poi], list[Camera]]:
-    """Extra POIs and existing cameras from a GeoJSON file of Points, projected with the network's projection.
-    Every bad feature is reported (row-level errors naming the feature's id), nothing is half-read."""
+# ---- planner files: points and candidate sites as GeoJSON or CSV --------------------------------------------------
+# CSV columns (header row; Chinese or English names): the position is lon/lat (WGS 84) or x/y (metres in the
+# network's local frame, rarely useful); every other column is optional.
+CSV_COLUMNS: dict[str, tuple[str, ...]] = {
+    "id": ("id", "编号", "点位编号"), "lon": ("lon", "经度", "longitude"), "lat": ("lat", "纬度", "latitude"),
+    "kind": ("kind", "类型"), "name": ("name", "名称"), "weight": ("weight", "权重"),
+    "mandatory": ("mandatory", "必须覆盖"), "camera": ("camera", "现有摄像机"), "radius": ("radius", "半径"),
+    "fov": ("fov", "视场角"), "heading": ("heading", "朝向"),
+}
+_TRUE = {"1", "true", "yes", "y", "是", "√"}
+
+
+def _csv_features(path: Path) -> list[dict]:
+    """A CSV of points as GeoJSON-like features (row numbers as Excel shows them: the header is row 1)."""
+    import csv
+
+    raw = path.read_bytes()
+    for enc in ("utf-8-sig", "gb18030"):
+        try:
+            text = raw.decode(enc)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:  # pragma: no cover - gb18030 decodes any byte string
+        raise SitingInputError(f"无法识别的编码 / unknown encoding: {path.name}")
+    rows = list(csv.reader(text.splitlines()))
+    if not rows:
+        raise SitingInputError(f"CSV 文件为空 / empty CSV: {path.name}")
+    header = [h.strip().lower() for h in rows[0]]
+    col: dict[str, int] = {}
+    for key, names in CSV_COLUMNS.items():
+        for k, h in enumerate(header):
+            if h in names:
+                col[key] = k
+                break
+    missing = [n for n in ("lon", "lat") if n not in col]
+    if missing:
+        raise SitingInputError(f"CSV 缺少列 / missing columns in {path.name}: {', '.join(missing)} "
+                               "(需要 经度 lon、纬度 lat)")
+    feats: list[dict] = []
+    for r, cells in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in cells):
+            continue
+        props: dict[str, object] = {"_row": r}
+        for key, k in col.items():
+            v = cells[k].strip() if k < len(cells) else ""
+            if v:
+                props[key] = v
+        if "camera" in props:
+            props["camera"] = str(props["camera"]).lower() in _TRUE
+        if "mandatory" in props:
+            props["mandatory"] = str(props["mandatory"]).lower() in _TRUE
+        props.setdefault("id", f"r{r}")
+        feats.append({"type": "Feature", "properties": props,
+                      "geometry": {"type": "Point", "coordinates": [props.pop("lon", ""), props.pop("lat", "")]}})
+    return feats
+
+
+def _point_features(path: str | Path) -> tuple[list, str]:
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        try:
+            return _csv_features(path), path.name
+        except OSError as exc:
+            raise SitingInputError(f"无法读取点文件 / cannot read points file {path}: {exc}") from exc
     try:
-        doc = json.loads(Path(path).read_bytes())
+        doc = json.loads(path.read_bytes())
         feats = doc["features"]
         if not isinstance(feats, list):
             raise TypeError("features is not a list")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SitingInputError(f"无法读取点文件 / cannot read points file {path}: {exc}") from exc
+    return feats, path.name
+
+
+def _feature_xy(f: object, k: int, projection: Projection) -> tuple[dict, str, str, float, float]:
+    """(properties, label, id, x, y) of a Point feature; SitingInputError naming the feature (or CSV row)."""
+    props = (f.get("properties") if isinstance(f, dict) else None) or {}
+    fid = str(props.get("id", f.get("id", k) if isinstance(f, dict) else k)).strip()
+    where = f"第 {props['_row']} 行 / row {props['_row']} ({fid})" if "_row" in props else \
+        f"第 {k + 1} 个要素 / feature {k + 1} ({fid})"
+    try:
+        lon, lat = (float(v) for v in f["geometry"]["coordinates"][:2])  # type: ignore[index]
+        if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
+            raise ValueError("out of range")
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise SitingInputError(f"{where}: 不是有效的点（经纬度）/ not a valid Point (lon/lat)") from None
+    x, y = (float(v) for v in projection.forward(np.array(lon), np.array(lat)))
+    return props, (where if "_row" in props else f"要素 / feature {fid}"), fid, x, y
+
+
+def read_points(path: str | Path, projection: Projection) -> tuple[list[Poi], list[Camera]]:
+    """Demand points (POIs) and existing cameras from a GeoJSON file of Points or a CSV (columns CSV_COLUMNS),
+    projected with the network's projection. Every bad feature or row is reported (row-level errors naming it),
+    nothing is half-read."""
+    feats, name = _point_features(path)
     pois: list[Poi] = []
     cams: list[Camera] = []
-    errors = RowErrors(Path(path).name)
+    errors = RowErrors(name)
     for k, f in enumerate(feats):
         try:
-            props = f.get("properties") or {}
-            lon, lat = (float(v) for v in f["geometry"]["coordinates"][:2])
-            if not (math.isfinite(lon) and math.isfinite(lat)):
-                raise ValueError("not finite")
-        except (KeyError, TypeError, ValueError, AttributeError):
-            errors.add(SitingInputError(f"第 {k + 1} 个要素不是有效的点 / feature {k + 1} is not a valid Point"))
-            continue
-        x, y = (float(v) for v in projection.forward(np.array(lon), np.array(lat)))
-        fid = str(props.get("id", f.get("id", k + 1)))
-        try:
-            if props.get("camera"):
+            props, label, fid, x, y = _feature_xy(f, k, projection)
+            if props.get("camera") in (True, "yes", "true", 1):
                 cams.append(_camera(fid, props, x, y))
             else:
                 kind = str(props.get("kind", "poi"))
                 mandatory = props.get("mandatory")
                 pois.append(Poi(f"p{fid}", kind if kind in POI_KINDS else "poi", str(props.get("name", "")), x, y,
-                                parse_weight(props.get("weight"), f"要素 / feature {fid}"),
+                                parse_weight(props.get("weight"), label),
                                 None if mandatory is None else mandatory in (True, "yes", "true", 1)))
         except SitingInputError as exc:
             errors.add(exc)
     errors.raise_if_any()
     return pois, cams
+
+
+@dataclass
+class Site:
+    """A candidate site the planner gives (a pole, a wall he may use): position and, for a fixed camera, heading."""
+
+    id: str
+    kind: str
+    x: float
+    y: float
+    heading: float | None = None
+
+
+def read_sites(path: str | Path, projection: Projection) -> list[Site]:
+    """The planner's own candidate sites from a GeoJSON of Points or a CSV (id, lon, lat, optional kind and heading
+    in degrees from north). Ids must be unique; row-level errors name the feature or row."""
+    feats, name = _point_features(path)
+    sites: list[Site] = []
+    seen: set[str] = set()
+    errors = RowErrors(name)
+    for k, f in enumerate(feats):
+        try:
+            props, label, sid, x, y = _feature_xy(f, k, projection)
+            if sid in seen:
+                raise SitingInputError(f"{label}: 编号重复 / duplicate id {sid!r}")
+            heading = _float_prop(props, "heading", None, label)
+            seen.add(sid)
+            sites.append(Site(sid, str(props.get("kind", "given")) or "given", x, y,
+                              None if heading is None else heading % 360))
+        except SitingInputError as exc:
+            errors.add(exc)
+    errors.raise_if_any()
+    if not sites:
+        raise SitingInputError(f"候选点位文件中没有点 / no sites in {name}")
+    return sites
