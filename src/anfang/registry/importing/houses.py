@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from anfang.registry import vocab
-from anfang.registry.importing.cells import _HOUSE_USES, _enum, _parse_float, _phone, _resolve_mask, _scope_fault
+from anfang.registry.importing.cells import _HOUSE_USES, _enum, _parse_float, _phone, _resolve_mask
 from anfang.registry.importing.kind import _Owned, _parse_verification, _rows_by
 from anfang.registry.importing.report import RowFault, _Masked
 from anfang.registry.models import Address, House, Person
@@ -27,17 +27,7 @@ class _Houses(_Owned):
     def parse(self, cells: list[str]) -> dict[str, Any]:
         bad: list[str] = []
         rec: dict[str, Any] = {}
-        code = self.cell(cells, "address_code") or ""
-        if not code:
-            bad.append("缺少必填项：地址编码")
-        else:
-            aid = self.addresses.get(code)
-            if aid is None:
-                bad.append(f"地址编码不存在：{code}")
-            elif self.in_county is not None and aid not in self.in_county:
-                bad.append(_scope_fault(f"地址{code}").reason)
-            rec["address_id"] = aid
-        rec["address_code"] = code
+        rec["address_code"] = self.required_address(cells, rec, bad)
         v = self.cell(cells, "use")
         if v is not None:
             try:

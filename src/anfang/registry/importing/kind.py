@@ -14,7 +14,7 @@ from anfang.registry.columns import (
     COLUMNS,
     KEY_FIELD,
 )
-from anfang.registry.importing.cells import _VERIFICATION, _enum, _id_number, _resolve_mask
+from anfang.registry.importing.cells import _VERIFICATION, _enum, _id_number, _resolve_mask, _scope_fault
 from anfang.registry.importing.report import RowFault, _Masked
 from anfang.registry.models import Address, Person
 from anfang.security import crypto
@@ -139,6 +139,21 @@ class _AddressUser(_Kind):
         self.in_county: set[int] | None = None
         if self.county:
             self.in_county = set(self.conn.scalars(select(t.c.id).where(t.c.county_code == self.county)))
+
+    def required_address(self, cells: list[str], rec: dict[str, Any], bad: list[str]) -> str:
+        """The required 地址编码 column (houses, units): its address id in rec, or the row's fault in bad (missing,
+        unknown code, outside the county administrator's county). Returns the code as given."""
+        code = self.cell(cells, "address_code") or ""
+        if not code:
+            bad.append("缺少必填项：地址编码")
+            return code
+        aid = self.addresses.get(code)
+        if aid is None:
+            bad.append(f"地址编码不存在：{code}")
+        elif self.in_county is not None and aid not in self.in_county:
+            bad.append(_scope_fault(f"地址{code}").reason)
+        rec["address_id"] = aid
+        return code
 
 
 class _Owned(_AddressUser):

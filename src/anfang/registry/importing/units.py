@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from anfang.core import ids
 from anfang.core.errors import ValidationError
-from anfang.registry.importing.cells import _phone, _resolve_mask, _scope_fault, _text
+from anfang.registry.importing.cells import _phone, _resolve_mask, _text
 from anfang.registry.importing.kind import _AddressUser, _parse_verification, _rows_by
 from anfang.registry.importing.report import RowFault, _Masked
 from anfang.registry.models import Address, WorkUnit
@@ -42,16 +42,7 @@ class _Units(_AddressUser):
         elif len(name) > 128:
             bad.append("单位名称超过128字")
         rec["name"] = name
-        addr = self.cell(cells, "address_code") or ""
-        if not addr:
-            bad.append("缺少必填项：地址编码")
-        else:
-            aid = self.addresses.get(addr)
-            if aid is None:
-                bad.append(f"地址编码不存在：{addr}")
-            elif self.in_county is not None and aid not in self.in_county:
-                bad.append(_scope_fault(f"地址{addr}").reason)
-            rec["address_id"] = aid
+        self.required_address(cells, rec, bad)
         for fld, what, limit in (("kind", "单位类型", 32), ("legal_person", "法定代表人", 64)):
             v = self.cell(cells, fld)
             if v is not None:
