@@ -14,6 +14,7 @@ from rich.table import Table
 from anfang.clibase import console, number, open_store, settings_for, table
 from anfang.config import Settings
 from anfang.doorplates.cli import plates_app as _plates_app
+from anfang.registry.columns import KINDS
 from anfang.security.roles import Role
 
 app = typer.Typer(help="anfang 智慧安防小区 / 居安工程 平台 — smart-security community platform.",
@@ -51,13 +52,8 @@ SipPortOpt = Annotated[int | None, typer.Option("--sip-port", help="GB/T 28181 S
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML 配置文件 / config file", envvar="ANFANG_CONFIG")]
 
 
-class Kind(StrEnum):
-    regions = "regions"
-    addresses = "addresses"
-    houses = "houses"
-    persons = "persons"
-    units = "units"
-    vehicles = "vehicles"
+# the kinds of bulk import / export, in docs/import-format.md's order (区划 → 地址 → 人员 → 房屋 → 单位 → 车辆)
+Kind = StrEnum("Kind", {k: k for k in KINDS})
 
 
 _settings = settings_for  # the names the commands below use
