@@ -122,7 +122,7 @@ async def siting_submit(request: Request, p: CurrentPrincipal, budget: int = For
         raise ValidationError(str(exc)) from None
     source = road[0] if road else "演示村 demo village"
     if own:
-        source += f" · 自有点位 / own sites: {own[0]}"
+        source += (" · 自有点位：" if lang_of(request).startswith("zh") else " · own sites: ") + own[0]
     _plans(request)[p.user_id] = (plan, source)
     return _page(request, p, plan, source)
 
