@@ -28,30 +28,16 @@ class _Houses(_Owned):
         bad: list[str] = []
         rec: dict[str, Any] = {}
         rec["address_code"] = self.required_address(cells, rec, bad)
-        v = self.cell(cells, "use")
-        if v is not None:
-            try:
-                rec["use"] = _enum(v, _HOUSE_USES, vocab.HOUSE_USES, "房屋用途") if v else "self_occupied"
-            except RowFault as e:
-                bad.append(e.reason)
+        self.parse_optional(cells, rec, bad, "use",
+                            lambda v: _enum(v, _HOUSE_USES, vocab.HOUSE_USES, "房屋用途") if v else "self_occupied")
         self.parse_owner(cells, rec, bad, "产权人身份证号")
         v = self.cell(cells, "owner_name")
         if v is not None:
             if len(v) > 64:
                 bad.append("产权人姓名超过64字")
             rec["owner_name"] = v or None
-        v = self.cell(cells, "owner_phone")
-        if v is not None:
-            try:
-                rec["owner_phone"] = _phone(v, "产权人电话")
-            except RowFault as e:
-                bad.append(e.reason)
-        v = self.cell(cells, "area_m2")
-        if v is not None:
-            try:
-                rec["area_m2"] = _parse_float(v, "建筑面积", 0.0, 1e6) if v else None
-            except RowFault as e:
-                bad.append(e.reason)
+        self.parse_optional(cells, rec, bad, "owner_phone", lambda v: _phone(v, "产权人电话"))
+        self.parse_optional(cells, rec, bad, "area_m2", lambda v: _parse_float(v, "建筑面积", 0.0, 1e6) if v else None)
         _parse_verification(self, cells, rec, bad)
         if bad:
             raise RowFault("；".join(bad))

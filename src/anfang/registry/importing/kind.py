@@ -4,6 +4,7 @@ importers of regions.py, addresses.py, persons.py, houses.py, units.py and vehic
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -61,6 +62,18 @@ class _Kind:
         """The stripped cell of a column, or None when the file has no such column."""
         i = self.present.get(fld)
         return None if i is None else cells[i].strip()
+
+    def parse_optional(self, cells: list[str], rec: dict[str, Any], bad: list[str], fld: str,
+                       parse: Callable[[str], Any]) -> None:
+        """An optional column: absent from the file → nothing (the stored value stays); present → rec[fld] is
+        parse(cell), or the cell's fault goes to bad (the row's other faults are still collected)."""
+        v = self.cell(cells, fld)
+        if v is None:
+            return
+        try:
+            rec[fld] = parse(v)
+        except RowFault as e:
+            bad.append(e.reason)
 
     def parse(self, cells: list[str]) -> dict[str, Any]:
         raise NotImplementedError

@@ -43,19 +43,9 @@ class _Units(_AddressUser):
             bad.append("单位名称超过128字")
         rec["name"] = name
         self.required_address(cells, rec, bad)
-        for fld, what, limit in (("kind", "单位类型", 32), ("legal_person", "法定代表人", 64)):
-            v = self.cell(cells, fld)
-            if v is not None:
-                try:
-                    rec[fld] = _text(v, what, limit)
-                except RowFault as e:
-                    bad.append(e.reason)
-        v = self.cell(cells, "phone")
-        if v is not None:
-            try:
-                rec["phone"] = _phone(v, "联系电话", landline=True)
-            except RowFault as e:
-                bad.append(e.reason)
+        self.parse_optional(cells, rec, bad, "kind", lambda v: _text(v, "单位类型", 32))
+        self.parse_optional(cells, rec, bad, "legal_person", lambda v: _text(v, "法定代表人", 64))
+        self.parse_optional(cells, rec, bad, "phone", lambda v: _phone(v, "联系电话", landline=True))
         v = self.cell(cells, "staff_count")
         if v is not None:
             if not v:

@@ -39,22 +39,11 @@ class _Vehicles(_Owned):
                 rec["plate"] = ids.validate_plate(plate)
             except ValidationError as e:
                 bad.append(e.message)
-        v = self.cell(cells, "plate_color")
-        if v is not None:
-            try:
-                if v:
-                    rec["plate_color"] = _enum(v, _PLATE_COLORS, vocab.PLATE_COLORS, "号牌颜色")
-                else:
-                    rec["plate_color"] = "green" if len(rec.get("plate", "")) == 8 else "blue"
-            except RowFault as e:
-                bad.append(e.reason)
-        for fld, what, limit in (("brand", "品牌", 32), ("color", "车身颜色", 16)):
-            v = self.cell(cells, fld)
-            if v is not None:
-                try:
-                    rec[fld] = _text(v, what, limit)
-                except RowFault as e:
-                    bad.append(e.reason)
+        self.parse_optional(cells, rec, bad, "plate_color",
+                            lambda v: _enum(v, _PLATE_COLORS, vocab.PLATE_COLORS, "号牌颜色") if v
+                            else "green" if len(rec.get("plate", "")) == 8 else "blue")
+        self.parse_optional(cells, rec, bad, "brand", lambda v: _text(v, "品牌", 32))
+        self.parse_optional(cells, rec, bad, "color", lambda v: _text(v, "车身颜色", 16))
         self.parse_owner(cells, rec, bad, "车主身份证号")
         if self.county and not rec.get("owner_id_number") and not bad:
             bad.append("超出辖区：县级管理员导入的车辆须填写本县的车主身份证号")
