@@ -338,6 +338,8 @@ POLICY.update({
     "GET /viid/apes": _R(OFFICERS),
     "GET /siting": _R(STAFF),
     "POST /siting": _R(STAFF, body=form_body({"budget": "1"}), ok=frozenset({422})),  # no OSM file: 422
+    "GET /siting/plan.geojson": _R(STAFF),
+    "GET /siting/plan.xlsx": _R(STAFF),
     # federation: peers sign their batches (HMAC), users never push
     "POST /api/federation/ingest": _R(NOBODY, body=json_body({"node_id": "350405", "records": []})),
     "GET /api/federation/status": _R(ADMINS),

@@ -132,7 +132,7 @@ def test_pdf_sheet_without_font_says_what_to_install(monkeypatch, tmp_path) -> N
         sheets.pdf_sheet(_cards(), "x")
     assert "missing.ttf" in exc.value.message
     monkeypatch.delenv(sheets.FONT_ENV)
-    monkeypatch.setattr(sheets, "FONT_CANDIDATES", ())
+    monkeypatch.setattr("anfang.core.fonts.FONT_CANDIDATES", ())
     with pytest.raises(sheets.FontMissing) as exc:
         sheets.find_cjk_font()
     assert "fonts-wqy-microhei" in exc.value.message

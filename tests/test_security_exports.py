@@ -165,3 +165,16 @@ def test_pdf_sheet_and_console_pages(store, tmp_path) -> None:
         city = {"Authorization": f"Bearer {r.json()['token']}"}
         got = c.post("/api/security/trace", headers=city, files={"file": ("leak.png", stamped)}).json()
         assert got["findings"][0]["username"] == "grid" and got["findings"][0]["request_id"] == mark.request_id
+
+
+def test_trace_report_reads_at_80_columns(store, tmp_path, monkeypatch) -> None:
+    from test_import_walkthrough import assert_fits
+
+    w = build(store)
+    export_csv(store, "persons", tmp_path / "county.csv", w.users["county"], county_code="350404")
+    rec_id = re.search(r"EX\d{8}-[0-9A-F]{6}", read_csv(tmp_path / "county.csv")[-1][0]).group(0)
+    monkeypatch.setenv("ANFANG_DATABASE_URL", store.url)
+    result = CliRunner().invoke(cli, ["trace", str(tmp_path / "county.csv")], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert_fits(result.output)
+    assert rec_id in result.output and "county" in result.output and "persons" in result.output

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -257,7 +258,7 @@ def test_cli_end_to_end(tmp_path) -> None:
                                 "--time-limit", "30", "--exclude", "N104"])
     assert r.exit_code == 0, r.output
     assert "必须覆盖点 / mandatory points" in r.output and "5 / 5" in r.output
-    assert re.search(r"证明的差距 / proven gap\s*│\s*0", r.output)
+    assert re.search(r"证明的差距 / proven gap\s+0", r.output)
     doc = json.loads((tmp_path / "p.geojson").read_text(encoding="utf-8"))
     ids = {f["properties"]["id"] for f in doc["features"] if f["properties"]["role"] == "site"}
     assert len(ids) == 4 and "N104" not in ids
@@ -326,3 +327,228 @@ def test_console_page_renders_plan(tmp_path) -> None:
         bad = c.post("/siting", data={"budget": "4", "csrf_token": token},
                      files={"osm": ("bad.osm", b"<osm><way", "application/xml")})
         assert bad.status_code == 422 and "OSM XML" in bad.text
+
+
+# ---- issue 17 item 8: weights are finite and ≥ 0; optimality only when the bound proves it ----------------------
+def _points_file(tmp_path, weights: list[object]) -> str:
+    feats = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [LON0 + 10 * k * M_LON, LAT0]},
+              "properties": {"id": f"school{k}", "kind": "crowded", "weight": w}} for k, w in enumerate(weights)]
+    path = tmp_path / "points.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}), encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("weight", ["heavy", "NaN", "-1000000", "inf", -1, None])
+def test_cli_refuses_bad_point_weights_naming_the_feature(tmp_path, weight: object) -> None:
+    (tmp_path / "village.osm").write_text(GRID, encoding="utf-8")
+    points = _points_file(tmp_path, [5, weight])
+    r = CliRunner().invoke(cli_app, ["siting", "plan", str(tmp_path / "village.osm"), "--budget", "4",
+                                     "--radius", "110", "--points", points, "--exact"])
+    if weight is None:  # no weight given: the kind's default
+        assert r.exit_code == 0, r.output
+        return
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output and "nan%" not in r.output and "optimal" not in r.output
+    assert "school1" in r.output and "weight" in r.output and "school0" not in r.output
+
+
+def test_bad_weights_in_network_files_name_the_feature(tmp_path) -> None:
+    tagged = osm({1: (0, 0), 2: (-200, 0), 3: (200, 0), 4: (0, -200), 5: (0, 200)},
+                 [(10, [2, 1, 3], "residential"), (11, [4, 1, 5], "residential")],
+                 {2: {"barrier": "gate", "anfang:weight": "lots"}, 3: {"barrier": "gate", "anfang:weight": "-3"}})
+    with pytest.raises(SitingInputError, match=r"(?s)n2.*n3"):
+        net_of(tagged, tmp_path)
+    doc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[117.64, 26.26], [117.65, 26.26]]},
+         "properties": {"highway": "residential"}},
+        {"type": "Feature", "id": "gate-w", "geometry": {"type": "Point", "coordinates": [117.64, 26.26]},
+         "properties": {"kind": "entrance", "weight": "NaN"}}]}
+    with pytest.raises(SitingInputError, match="gate-w"):
+        read_geojson(json.dumps(doc))
+
+
+def test_solver_refuses_demand_with_invalid_weight() -> None:
+    problem = _line_problem()
+    problem.demand.weight[2] = -1_000_000.0
+    with pytest.raises(SitingInputError, match="weight"):
+        solve(problem, budget=1, method="exact")
+
+
+@pytest.mark.parametrize(("objective", "bound", "optimal", "text"), [
+    (100.0, 100.0, True, "0（最优 / optimal）"),
+    (100.0, 100.005, True, "≤ 0.01 %"),  # within HiGHS's relative tolerance: not an exact proof
+    (100.0, 110.0, False, "9.09%"),
+    (100.0, 90.0, False, "—"),  # a "bound" below the objective proves nothing
+    (100.0, None, False, "—"),
+])
+def test_optimality_is_claimed_only_when_the_bound_proves_it(objective, bound, optimal, text) -> None:
+    from anfang.siting.plan import proof
+
+    p = proof(objective, bound, maximise=True)
+    assert p.optimal is optimal
+    assert p.text().startswith(text)
+
+
+def test_cli_gap_wording_for_solver_tolerance(tmp_path) -> None:
+    (tmp_path / "village.osm").write_text(GRID, encoding="utf-8")
+    r = CliRunner().invoke(cli_app, ["siting", "plan", str(tmp_path / "village.osm"), "--budget", "4",
+                                     "--radius", "110", "--exact"])
+    assert r.exit_code == 0, r.output
+    gap_line = next(line for line in r.output.splitlines() if "proven gap" in line)
+    assert "0（最优 / optimal）" in gap_line or "≤ 0.01 %" in gap_line
+
+
+# ---- issue 19 item 11: siting for planners -----------------------------------------------------------------------
+def _lonlat(x: float, y: float) -> tuple[float, float]:
+    return LON0 + x * M_LON, LAT0 + y * M_LAT
+
+
+def _write_sites(tmp_path, sites: list[tuple[str, float, float, str]]) -> tuple[str, str]:
+    """The same poles as CSV (Chinese headers) and as GeoJSON."""
+    csv_path, gj_path = tmp_path / "poles.csv", tmp_path / "poles.geojson"
+    lines = ["编号,经度,纬度,类型"] + [f"{sid},{_lonlat(x, y)[0]:.8f},{_lonlat(x, y)[1]:.8f},{kind}"
+                                 for sid, x, y, kind in sites]
+    csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    gj_path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": list(_lonlat(x, y))},
+         "properties": {"id": sid, "kind": kind}} for sid, x, y, kind in sites]}), encoding="utf-8")
+    return str(csv_path), str(gj_path)
+
+
+def test_own_candidate_sites_from_csv_or_geojson(tmp_path) -> None:
+    from anfang.siting.network import read_sites
+
+    net = net_of(GRID, tmp_path)
+    poles = [("P-centre", 200, 200, "pole"), ("P-west", 0, 200, "wall"), ("P-east", 400, 200, "pole"),
+             ("P-far", 200, 0, "pole")]
+    csv_path, gj_path = _write_sites(tmp_path, poles)
+    plans = []
+    for path in (csv_path, gj_path):
+        sites = read_sites(path, net.projection)
+        problem = build_problem(net, PARAMS, sites=sites)
+        assert problem.candidates.ids == [p[0] for p in poles]  # only his sites, none generated along roads
+        plan = solve(problem, model="lscp", method="exact")
+        plans.append(sorted(s.id for s in plan.sites))
+        assert {s.kind for s in plan.sites} <= {"pole", "wall"}
+    assert plans[0] == plans[1]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("编号,经度,纬度\nP1,117.64,26.26\nP2,east,26.26\nP1,117.641,26.26\n", encoding="utf-8")
+    with pytest.raises(SitingInputError, match=r"(?s)row 3.*P2.*row 4.*duplicate"):
+        read_sites(bad, net.projection)
+
+
+def test_demand_points_from_csv(tmp_path) -> None:
+    from anfang.siting.network import read_points
+
+    net = net_of(GRID, tmp_path)
+    lon, lat = _lonlat(400, 330)
+    path = tmp_path / "pois.csv"
+    path.write_text(f"id,lon,lat,kind,name,weight,mandatory\nschool,{lon},{lat},crowded,村小学,500,yes\n"
+                    f"cam1,{_lonlat(0, 0)[0]},{_lonlat(0, 0)[1]},,,,\n", encoding="utf-8")
+    pois, cams = read_points(path, net.projection)
+    assert [(p.id, p.kind, p.weight, p.mandatory) for p in pois] == [("pschool", "crowded", 500.0, True),
+                                                                    ("pcam1", "poi", None, None)]
+    cams_csv = tmp_path / "cams.csv"
+    cams_csv.write_text(f"编号,经度,纬度,现有摄像机,半径\ncam1,{_lonlat(0, 0)[0]},{_lonlat(0, 0)[1]},是,80\n",
+                        encoding="utf-8")
+    pois, cams = read_points(cams_csv, net.projection)
+    assert pois == [] and [(c.id, c.radius) for c in cams] == [("cam1", 80.0)]
+    plan = solve(build_problem(net, PARAMS, extra_pois=read_points(tmp_path / "pois.csv", net.projection)[0]),
+                 budget=6, method="exact")
+    school = next(p for p in plan.pois if p.id == "pschool")
+    assert school.mandatory and school.covered and school.weight == 500
+
+
+def test_coverage_along_roads_does_not_see_through_houses(tmp_path) -> None:
+    """Two parallel lanes 60 m apart, joined only at their west ends 400 m away: a camera on the north lane sees
+    the south lane across the block in a straight line, not along the roads."""
+    lanes = osm({1: (0, 0), 2: (400, 0), 3: (0, 60), 4: (400, 60)},
+                [(10, [2, 1], "residential"), (11, [1, 3], "residential"), (12, [3, 4], "residential")])
+    net = net_of(lanes, tmp_path)
+    site = [("pole", 400, 60, "pole")]
+    sites = __import__("anfang.siting.network", fromlist=["read_sites"]).read_sites(
+        _write_sites(tmp_path, site)[0], net.projection)
+    disc = solve(build_problem(net, PARAMS, sites=sites), budget=1, method="greedy")
+    roads = solve(build_problem(net, SitingParams(radius=110, candidate_spacing=50, sample_step=20, along_roads=True),
+                                sites=sites), budget=1, method="greedy")
+    assert disc.road_covered_m == pytest.approx(220, abs=21)  # 110 m of each lane
+    assert roads.road_covered_m == pytest.approx(110, abs=21)  # only its own lane
+    covered = roads.problem.A[:, 0].toarray().ravel()
+    ys = roads.problem.demand.xy[covered.astype(bool), 1]
+    assert len(ys) and (ys > 0).all()  # nothing on the south lane (y is relative to the network's centre)
+
+
+def test_cli_planner_files_and_the_readme_village(tmp_path) -> None:
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    village = root / "docs" / "examples" / "village.osm"
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert "docs/examples/village.osm" in readme
+    runner = CliRunner()
+    r = runner.invoke(cli_app, ["siting", "plan", str(village), "--budget", "12", "--radius", "120",
+                                "--out", str(tmp_path / "v.geojson")])
+    assert r.exit_code == 0, r.output
+    assert "12" in r.output and json.loads((tmp_path / "v.geojson").read_text(encoding="utf-8"))["features"]
+    net = read_network(village)
+    poles = [(f"G{k}", float(x), float(y), "pole") for k, (x, y) in enumerate(net.node_xy.values()) if k % 3 == 0]
+    csv_path, _ = _write_sites(tmp_path, poles)
+    r = runner.invoke(cli_app, ["siting", "plan", str(village), "--budget", "12", "--radius", "120", "--sites",
+                                csv_path, "--along-roads", "--out", str(tmp_path / "own.geojson")])
+    assert r.exit_code == 0, r.output
+    ids = {f["properties"]["id"] for f in json.loads((tmp_path / "own.geojson").read_text(encoding="utf-8"))[
+        "features"] if f["properties"]["role"] == "site"}
+    assert ids and ids <= {p[0] for p in poles}
+    big = runner.invoke(cli_app, ["siting", "plan", str(village), "--budget", "3", "--radius", "3000"])
+    assert big.exit_code == 0, big.output  # no console-only cap below what the CLI accepts
+    huge = runner.invoke(cli_app, ["siting", "plan", str(village), "--budget", "3", "--radius", "50000"])
+    assert huge.exit_code == 2 and "radius" in huge.output
+
+
+def test_console_uploads_points_and_sites_and_downloads_the_plan(tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from anfang.app import create_app
+    from anfang.config import Settings
+    from anfang.store.engine import Store
+    from anfang.store.migrate import upgrade
+    from world import PASSWORD, build
+
+    url = f"sqlite:///{(tmp_path / 'a.db').as_posix()}"
+    upgrade(url)
+    store = Store(url)
+    build(store)
+    poles = [("P-centre", 200, 200, "pole"), ("P-w", 0, 200, "pole"), ("P-e", 400, 200, "pole"),
+             ("P-s", 200, 0, "pole"), ("P-n", 200, 400, "pole")]
+    csv_path, _ = _write_sites(tmp_path, poles)
+    lon, lat = _lonlat(400, 330)
+    pois = f"id,lon,lat,kind,name,weight\nschool,{lon},{lat},crowded,村小学,500\n".encode()
+    with TestClient(create_app(Settings(data_dir=tmp_path, database_url=url), store)) as c:
+        page = c.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        c.post("/login", data={"username": "county", "password": PASSWORD, "next": "/", "csrf_token": token})
+        first = c.get("/siting")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', first.text).group(1)
+        assert 'max="2000"' not in first.text  # the radius the CLI accepts
+        r = c.post("/siting", data={"budget": "3", "radius": "2500", "csrf_token": token, "along_roads": "1"},
+                   files={"osm": ("village.osm", GRID.encode(), "application/xml"),
+                          "points": ("pois.csv", pois, "text/csv"),
+                          "sites": ("poles.csv", Path(csv_path).read_bytes(), "text/csv")})
+        assert r.status_code == 200, r.text
+        assert r.text.count('class="site"') >= 1 and "poles.csv" in r.text
+        gj = c.get("/siting/plan.geojson")
+        assert gj.status_code == 200 and "attachment" in gj.headers["content-disposition"]
+        doc = gj.json()
+        sites = {f["properties"]["id"] for f in doc["features"] if f["properties"]["role"] == "site"}
+        assert sites and sites <= {p[0] for p in poles}
+        assert doc["properties"]["radius_m"] == 2500
+        assert any(f["properties"].get("id") == "pschool" for f in doc["features"])
+        xlsx = c.get("/siting/plan.xlsx")
+        assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
+        (tmp_path / "plan.xlsx").write_bytes(xlsx.content)
+        assert load_workbook(tmp_path / "plan.xlsx")["点位 sites"].max_row == len(sites) + 1
+        bad = c.post("/siting", data={"budget": "3", "csrf_token": token},
+                     files={"points": ("pois.csv", b"id,lon,lat,weight\nx,117.64,26.26,NaN\n", "text/csv")})
+        assert bad.status_code == 422 and "row 2" in bad.text
+        huge = c.post("/siting", data={"budget": "3", "radius": "50000", "csrf_token": token})
+        assert huge.status_code == 422

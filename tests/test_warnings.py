@@ -278,3 +278,28 @@ def test_behaviour_job_over_the_event_log(store) -> None:
     assert rules == ["behaviour.device_silent", "behaviour.elderly_unseen", "behaviour.group_rental",
                      "behaviour.night_vehicle"]
     assert job.run_once(now + timedelta(minutes=5)) == []  # the open warnings absorb a second run
+
+
+def test_door_forced_or_held_open_is_a_warning_for_the_officer_and_property(app_world) -> None:
+    """Access-control rule (issue 19 item 8): a door forced open or held open raises a warning; ordinary openings
+    and refused credentials do not; a second forced event on the same door folds into the open warning."""
+    c, w = app_world
+    DeviceService(c.app.state.store).upsert("mqtt", "door-ld-1", name="列东1栋单元门", address_id=w.addr["ld-101"],
+                                            community_code="350404001001")
+    police = _login(c, "police")
+    for payload in ({"event": "open", "method": "card"}, {"event": "denied", "method": "card"}):
+        assert c.post("/api/iot/door/door-ld-1", json=payload).status_code == 202
+    assert c.post("/api/iot/door/door-ld-1", json={"event": "forced", "method": "exit_button"}).status_code == 202
+    assert c.post("/api/iot/door/door-ld-1", json={"event": "forced", "method": "exit_button"}).status_code == 202
+    assert c.post("/api/iot/door/door-ld-1", json={"event": "held_open", "method": "card"}).status_code == 202
+    deadline = time.monotonic() + 5
+    while True:  # the three alarms are handled in order; wait until the last one is in
+        items = c.get("/api/warnings", headers=police).json()["items"]
+        by_rule = {i["rule"]: i for i in items}
+        if "access.held_open" in by_rule or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert set(by_rule) == {"access.forced", "access.held_open"}, items
+    assert by_rule["access.forced"]["title"] == "门禁被强行打开（列东1栋单元门）"
+    assert by_rule["access.forced"]["severity"] == 1 and by_rule["access.held_open"]["severity"] == 2
+    assert by_rule["access.forced"]["hits"] == 2

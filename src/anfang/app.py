@@ -206,6 +206,10 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.faces = FaceWatchlistService(app.state.store, settings.data_dir)
     app.state.warning_engine.face_matcher = make_face_matcher(
         app.state.store, lambda loc: app.state.viid.images.get(loc), app.state.faces)
+    if settings.demo_scenario_pace > 0:  # `anfang demo`: each kind of warning within the first minutes
+        from anfang.demo.scenario import DemoScenario
+
+        app.state.services.append(DemoScenario(app, pace=settings.demo_scenario_pace))
     from anfang.siting.views import pages as siting_pages
 
     app.include_router(siting_pages)  # 点位规划 console page (/siting)

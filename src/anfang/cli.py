@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from anfang.config import Settings, load_settings
+from anfang.clibase import console, number, open_store, settings_for, table
+from anfang.config import Settings
 from anfang.doorplates.cli import plates_app as _plates_app
+from anfang.registry.columns import KINDS
 from anfang.security.roles import Role
 
 app = typer.Typer(help="anfang 智慧安防小区 / 居安工程 平台 — smart-security community platform.",
@@ -46,7 +47,6 @@ app.add_typer(construction_app, name="construction")
 from anfang.media.cli import video_app  # noqa: E402 - light: talks to a running anfang over HTTP
 
 app.add_typer(video_app, name="video")
-console = Console()
 
 HostOpt = Annotated[str | None, typer.Option("--host", help="监听地址 / listen address")]
 PortOpt = Annotated[int | None, typer.Option("--port", help="监听端口 / listen port")]
@@ -55,32 +55,12 @@ SipPortOpt = Annotated[int | None, typer.Option("--sip-port", help="GB/T 28181 S
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML 配置文件 / config file", envvar="ANFANG_CONFIG")]
 
 
-class Kind(StrEnum):
-    addresses = "addresses"
-    houses = "houses"
-    persons = "persons"
-    units = "units"
-    vehicles = "vehicles"
+# the kinds of bulk import / export, in docs/import-format.md's order (区划 → 地址 → 人员 → 房屋 → 单位 → 车辆)
+Kind = StrEnum("Kind", {k: k for k in KINDS})
 
 
-def _settings(config: Path | None = None, **overrides) -> Settings:  # noqa: ANN003
-    if config is not None:
-        import os
-
-        os.environ["ANFANG_CONFIG"] = str(config)
-    settings = load_settings(**overrides)
-    from anfang.security import crypto
-
-    crypto.configure_from_settings(settings)  # data keys of the encrypted columns (before any migration)
-    return settings
-
-
-def _store(settings: Settings):  # noqa: ANN202
-    from anfang.store.engine import Store
-    from anfang.store.migrate import upgrade
-
-    upgrade(settings.database_url)  # type: ignore[arg-type]
-    return Store(settings.database_url)  # type: ignore[arg-type]
+_settings = settings_for  # the names the commands below use
+_store = open_store
 
 
 def _progress() -> Progress:
@@ -148,7 +128,8 @@ def demo(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None
                          database_url=f"sqlite:///{(data_dir / 'anfang.db').as_posix()}",
                          # GB/T 28181: SIP server with a few simulated devices going on and offline
                          sip_enabled=True, sip_port=sip_port, sip_host=sip_host, sip_simulate=6,
-                         sip_heartbeat_interval=10.0)
+                         sip_heartbeat_interval=10.0,
+                         demo_scenario_pace=20.0)  # demo/scenario.py: each kind of warning in the first minutes
     store = _store(settings)
     with _progress() as bar:
         tasks: dict[str, int] = {}
@@ -190,27 +171,14 @@ def demo(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None
 
 
 def _demo_watchlists(settings: Settings, store, url: str) -> None:  # noqa: ANN001
-    """Demo early warning: one face watchlist (the first person of the simulator's photo directory, when present)
-    and one plate watchlist, so the simulated captures raise warnings on the officer's terminal."""
-    from anfang.faces.service import FaceWatchlistService
-    from anfang.security.scope import Principal
-    from anfang.warnings.service import WarningService
+    """Demo early warning: the face and plate watchlists of demo/scenario.py, whose story raises a face hit, a plate
+    hit, a perimeter intrusion, a smoke alarm and a forced door in the demo officer's 警务区 in the first minutes."""
+    from anfang.demo.scenario import seed_watchlists
 
-    warnings = WarningService(store)
-    plates = warnings.create_plate_watchlist(Principal.system("demo"), "演示布控车辆")
-    warnings.add_plates(Principal.system("demo"), plates, [("闽G12345", "演示")])
-    train = Path(settings.viid_faces_dir) / "train"
-    people = sorted(d for d in train.iterdir() if d.is_dir()) if train.is_dir() else []
-    if people:
-        faces = FaceWatchlistService(store, settings.data_dir)
-        wl = faces.create_watchlist("演示布控人员")
-        for photo in sorted(people[0].glob("*.jp*g")):
-            faces.enrol(wl.id, people[0].name, photo.read_bytes())
-        faces.flush()
-        console.print(f"人像布控 / face watchlist: {people[0].name}（{train}）; 民警终端 / police terminal: "
-                      f"{url}m/warnings")
-    else:
-        console.print(f"民警终端 / police terminal: {url}m/warnings (no photos at {train}: no face watchlist)")
+    for line in seed_watchlists(store, settings.data_dir):
+        console.print(line, soft_wrap=True)
+    console.print(f"民警终端 / police terminal: {url}m/warnings （演示预警约 {settings.demo_scenario_pace * 5:.0f} 秒内"
+                  f"依次到达 / the demo's warnings arrive within the first minutes）")
 
 
 @app.command("serve")
@@ -254,12 +222,18 @@ def import_cmd(kind: Annotated[Kind, typer.Argument(help="数据类别 / kind")]
         task = bar.add_task(f"导入 {kind.value}", total=None)
         result = import_file(store, kind.value, file, Principal.system(operator),
                              progress=lambda done, total: bar.update(task, completed=done, total=total))
-    console.print(f"共 {result.total} 行：新增 {result.inserted}，更新 {result.updated}，未变 {result.unchanged}，"
-                  f"错误 {len(result.errors)}（{result.seconds:.1f} 秒）")
-    for err in result.errors[:20]:
-        console.print(f"  第 {err.row} 行：{err.reason}")
-    if len(result.errors) > 20:
-        console.print(f"  …… 另有 {len(result.errors) - 20} 行错误")
+    summary = table(number("共 rows"), number("新增 inserted"), number("更新 updated"), number("未变 unchanged"),
+                    number("错误 errors"), number("用时 seconds"), title=f"导入 / import {kind.value}: {file.name}")
+    summary.add_row(str(result.total), str(result.inserted), str(result.updated), str(result.unchanged),
+                    str(len(result.errors)), f"{result.seconds:.1f}")
+    console.print(summary)
+    if result.errors:
+        errors = table(number("行号 row"), "错误原因 reason", title="错误行 / rejected rows",
+                       caption=f"另有 {len(result.errors) - 20} 行错误 / {len(result.errors) - 20} more rows "
+                               "(--report)" if len(result.errors) > 20 else None)
+        for err in result.errors[:20]:
+            errors.add_row(str(err.row), err.reason)
+        console.print(errors)
     if report is not None and result.errors:
         result.write_report(report)
         console.print(f"错误报告已写入 / report written: {report}")

@@ -65,7 +65,8 @@ class Settings(BaseSettings):
     viid_upper_id: str | None = None  # the upper 视图库's 20-digit id (its User-Identify)
     viid_upper_password: str | None = None
     viid_simulate: int = 0  # demo: this many simulated APEs post faces and vehicles to this node
-    viid_faces_dir: Path = Path("../shared/testdata/faces")  # photos the simulated APEs use (read in place)
+    viid_faces_dir: Path | None = None  # photos the simulated APEs use (read in place); None: drawn faces
+    demo_scenario_pace: float = 0.0  # demo: > 0 plays demo/scenario.py's warnings, one step every this many s
 
     # GB/T 28181 device access (docs/gb28181.md): the SIP server runs when sip_enabled (demo, serve --sip-port)
     sip_enabled: bool = False

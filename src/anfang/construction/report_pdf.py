@@ -1,6 +1,6 @@
 """PDF documents of the construction room, in Chinese: the acceptance report (验收报告) and the monthly circular
 (月度通报) with its charts. Drawn with fpdf2 primitives (no plotting library); the Chinese font is found at run time
-as for the door-plate sheets (``doorplates.sheets.find_cjk_font``: ``ANFANG_CJK_FONT`` or an installed CJK font).
+as for the door-plate sheets (``core.fonts.find_cjk_font``: ``ANFANG_CJK_FONT`` or an installed CJK font).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from anfang.core import timefmt
-from anfang.doorplates.sheets import find_cjk_font
+from anfang.core.fonts import find_cjk_font
 
 RED = (200, 40, 40)
 BLUE = (40, 90, 170)

@@ -8,38 +8,20 @@ cannot show the address and a clear error says what to install. ``ANFANG_CJK_FON
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
 import segno
 
-from anfang.core.errors import AnfangError
+from anfang.core.fonts import FONT_ENV, FontMissing, find_cjk_font
 from anfang.registry import vocab
 
-FONT_ENV = "ANFANG_CJK_FONT"
-# (path, index in a .ttc collection); first found wins.
-FONT_CANDIDATES: tuple[tuple[str, int], ...] = (
-    ("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc", 0),
-    ("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc", 0),
-    ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc", 2),  # index 2: Simplified Chinese
-    ("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf", 0),
-    ("/usr/share/fonts/truetype/arphic/uming.ttc", 0),
-    ("C:/Windows/Fonts/msyh.ttc", 0),
-    ("/System/Library/Fonts/PingFang.ttc", 0),
-)
 COLS, ROWS = 3, 4
 CARD_W, CARD_H = 62.0, 68.0  # mm
 MARGIN_X, MARGIN_Y = 12.0, 12.5
 QR_MM = 40.0
-
-
-class FontMissing(AnfangError):
-    status = 500
-    code = "font_missing"
 
 
 @dataclass
@@ -49,22 +31,6 @@ class Card:
     address: str  # full standard address
     level: str  # community | building | unit | room
     serial: str
-
-
-def find_cjk_font() -> tuple[Path, int]:
-    explicit = os.environ.get(FONT_ENV)
-    if explicit:
-        path = Path(explicit)
-        if not path.is_file():
-            raise FontMissing(f"{FONT_ENV} 指向的字体文件不存在：{path} / font file not found")
-        return path, 0
-    for name, index in FONT_CANDIDATES:
-        if Path(name).is_file():
-            return Path(name), index
-    raise FontMissing("找不到中文字体，无法生成 PDF 门牌表。请安装 fonts-wqy-microhei"
-                      f"（apt-get install fonts-wqy-microhei）"
-                      f"或用 {FONT_ENV} 指定 TTF/TTC 字体文件。/ No Chinese font found for the PDF sheet: install "
-                      f"fonts-wqy-microhei or set {FONT_ENV} to a TTF/TTC file.")
 
 
 def qr_runs(url: str) -> tuple[int, list[tuple[int, int, int]]]:
@@ -210,3 +176,7 @@ def cards_for(rows: Iterable[tuple[dict, object]], base_url: str) -> list[Card]:
     """Cards from DoorplateService.plates_under rows: (address dict, Plate)."""
     return [Card(url=plate_url(base_url, plate.token), title=a["name"], address=a["full_name"],  # type: ignore[attr-defined]
                  level=a["level"], serial=plate.serial) for a, plate in rows]  # type: ignore[attr-defined]
+
+
+__all__ = ["FONT_ENV", "Card", "FontMissing", "cards_for", "find_cjk_font", "pdf_sheet", "plate_url", "qr_runs",
+           "qr_svg", "qr_svg_path", "svg_sheet"]

@@ -17,18 +17,16 @@ import contextlib
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
+from anfang.gb28181.host import SipHost
 from anfang.gb28181.manscdp import build, catalog_item_xml
 from anfang.gb28181.manscdp.xml import CONTENT_TYPE, Manscdp
 from anfang.gb28181.sip.auth import authorization_header
 from anfang.gb28181.sip.message import SipMessage, parse_auth
 from anfang.gb28181.sip.transport import Peer, new_tag
-
-if TYPE_CHECKING:
-    from anfang.gb28181.server import GbServer
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +59,7 @@ class Upper:
 
 
 class Cascade:
-    def __init__(self, server: GbServer, uppers: list[dict[str, Any]]) -> None:
+    def __init__(self, server: SipHost, uppers: list[dict[str, Any]]) -> None:
         self.server = server
         self.uppers = [Upper.from_dict(u) for u in uppers]
         self.by_id = {u.server_id: u for u in self.uppers}

@@ -229,15 +229,6 @@ async def trace_submit(request: Request, p: CurrentPrincipal, file: UploadFile |
     return await run_in_threadpool(_render, request, "security_trace.html", p, result=result)
 
 
-def held_page(request: Request, p: Principal, exc: approvals.ReasonRequired | approvals.ApprovalPending,
-              params: dict[str, Any]) -> HTMLResponse:
-    """The console's answer to a held query: the request it made (and where to follow it), or a form asking for
-    the reason and re-submitting the same query with it."""
-    held = exc.detail if isinstance(exc, approvals.ApprovalPending) else None
-    return _render(request, "security_held.html", p, status=exc.status, message=exc.message, held=held,
-                   action=request.url.path, params={k: v for k, v in params.items() if v not in (None, "")})
-
-
 def pending_badge(request: Request) -> int:
     """Requests waiting for the logged-in supervisor's decision (the console's navigation shows the count)."""
     from anfang.core.errors import AnfangError

@@ -275,7 +275,7 @@ def _font(size: int) -> Any:
     from PIL import ImageFont
 
     try:
-        from anfang.doorplates.sheets import find_cjk_font
+        from anfang.core.fonts import find_cjk_font
 
         path, index = find_cjk_font()
         return ImageFont.truetype(str(path), size=size, index=index), True

@@ -169,17 +169,64 @@ def poi_kind(tags: dict[str, str]) -> str | None:
     return None
 
 
+MAX_ROW_ERRORS = 20  # row-level errors listed in one message; the rest are counted
+
+
+def parse_weight(value: object, feature: str) -> float | None:
+    """A demand weight from a file: None when not given (the kind's default), else a finite number ≥ 0.
+    Anything else raises SitingInputError naming the feature (a NaN or negative weight would make the
+    coverage and the proven bound meaningless)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise SitingInputError(f"{feature}: 权重不是数字 / weight is not a number: {value!r}")
+    try:
+        w = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SitingInputError(f"{feature}: 权重不是数字 / weight is not a number: {value!r}") from None
+    if not math.isfinite(w) or w < 0:
+        raise SitingInputError(f"{feature}: 权重须为有限且不小于 0 的数 / weight must be finite and ≥ 0: {value!r}")
+    return w
+
+
+def _float_prop(props: dict, key: str, default: float | None, feature: str) -> float | None:
+    v = props.get(key)
+    if v is None:
+        return default
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        f = math.nan
+    if not math.isfinite(f):
+        raise SitingInputError(f"{feature}: {key} 不是有限数 / {key} is not a finite number: {v!r}")
+    return f
+
+
+class RowErrors:
+    """Collects the row-level errors of one file so that the user sees all of them (up to MAX_ROW_ERRORS) at once."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.errors: list[str] = []
+
+    def add(self, exc: SitingInputError) -> None:
+        self.errors.append(str(exc))
+
+    def raise_if_any(self) -> None:
+        if not self.errors:
+            return
+        n = len(self.errors)
+        lines = self.errors[:MAX_ROW_ERRORS] + ([f"… 另有 {n - MAX_ROW_ERRORS} 处 / {n - MAX_ROW_ERRORS} more"]
+                                                 if n > MAX_ROW_ERRORS else [])
+        raise SitingInputError(f"{self.source or '输入 / input'}: {n} 处错误 / {n} error(s)\n  " + "\n  ".join(lines))
+
+
 def _poi_from_tags(pid: str, tags: dict[str, str], x: float, y: float) -> Poi | None:
     kind = poi_kind(tags)
     if kind is None:
         return None
-    weight = tags.get("anfang:weight")
     mandatory = tags.get("anfang:mandatory")
-    try:
-        w = float(weight) if weight else None
-    except ValueError:
-        w = None
-    return Poi(pid, kind, tags.get("name", ""), x, y, w,
+    return Poi(pid, kind, tags.get("name", ""), x, y, parse_weight(tags.get("anfang:weight"), pid),
                None if mandatory is None else mandatory.lower() in {"yes", "true", "1"})
 
 
@@ -226,18 +273,28 @@ def _finish(lonlat_nodes: dict[str, tuple[float, float]], ways: list[tuple[str, 
         net.roads.append(Road(wid, highway, name, nodes, np.array([net.node_xy[n] for n in nodes])))
     if not net.roads:
         raise SitingInputError(f"道路缺少节点坐标 / the roads in {source} reference no nodes with coordinates")
+    errors = RowErrors(source)
     for pid, tags, lon, lat in poi_nodes:
         x, y = proj.forward(np.array(lon), np.array(lat))
-        poi = _poi_from_tags(pid, tags, float(x), float(y))
+        try:
+            poi = _poi_from_tags(pid, tags, float(x), float(y))
+        except SitingInputError as exc:
+            errors.add(exc)
+            continue
         if poi:
             net.pois.append(poi)
     for pid, tags, nodes in poi_areas:
         pts = [net.node_xy[n] for n in nodes if n in net.node_xy]
         if pts:
             c = np.mean(np.array(pts), axis=0)
-            poi = _poi_from_tags(pid, tags, float(c[0]), float(c[1]))
+            try:
+                poi = _poi_from_tags(pid, tags, float(c[0]), float(c[1]))
+            except SitingInputError as exc:
+                errors.add(exc)
+                continue
             if poi:
                 net.pois.append(poi)
+    errors.raise_if_any()
     return net
 
 
@@ -358,54 +415,186 @@ def read_geojson(data: bytes | str | dict, *, source: str = "") -> RoadNetwork:
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise SitingInputError(f"GeoJSON 几何无效 / invalid geometry in {source}: {exc}") from exc
     net = _finish(nodes, ways, [], [], source)
+    errors = RowErrors(source)
     for fid, props, lon, lat in points:
         x, y = net.projection.forward(np.array(lon), np.array(lat))
-        if props.get("camera"):
-            net.cameras.append(Camera(str(props.get("id", fid)), float(x), float(y),
-                                      _opt_float(props.get("radius")), float(props.get("fov", 360.0)),
-                                      float(props.get("heading", 0.0))))
-            continue
-        tags = {str(a): str(b) for a, b in props.items()}
-        if "kind" in props:
-            tags["anfang:poi"] = str(props["kind"])
-        if "weight" in props:
-            tags["anfang:weight"] = str(props["weight"])
-        if "mandatory" in props:
-            tags["anfang:mandatory"] = "yes" if props["mandatory"] in (True, "yes", "true", 1) else "no"
-        poi = _poi_from_tags(f"p{fid}", tags, float(x), float(y))
-        if poi:
-            net.pois.append(poi)
+        try:
+            if props.get("camera"):
+                net.cameras.append(_camera(str(props.get("id", fid)), props, float(x), float(y)))
+                continue
+            tags = {str(a): str(b) for a, b in props.items() if a != "weight"}
+            if "kind" in props:
+                tags["anfang:poi"] = str(props["kind"])
+            if "mandatory" in props:
+                tags["anfang:mandatory"] = "yes" if props["mandatory"] in (True, "yes", "true", 1) else "no"
+            poi = _poi_from_tags(f"p{fid}", tags, float(x), float(y))
+            if poi:
+                if "weight" in props:
+                    poi.weight = parse_weight(props["weight"], f"要素 / feature {fid}")
+                net.pois.append(poi)
+        except SitingInputError as exc:
+            errors.add(exc)
+    errors.raise_if_any()
     return net
 
 
-def _opt_float(v: object) -> float | None:
-    return None if v is None else float(v)  # type: ignore[arg-type]
+def _camera(cid: str, props: dict, x: float, y: float) -> Camera:
+    label = f"摄像机 / camera {cid}"
+    radius = _float_prop(props, "radius", None, label)
+    if radius is not None and radius <= 0:
+        raise SitingInputError(f"{label}: radius 须大于 0 / radius must be > 0: {radius}")
+    fov = _float_prop(props, "fov", 360.0, label)
+    if fov is None or not 0 < fov <= 360:
+        raise SitingInputError(f"{label}: fov 须在 (0, 360] / fov must be in (0, 360]: {fov}")
+    return Camera(cid, x, y, radius, fov, _float_prop(props, "heading", 0.0, label) or 0.0)
+
+
+# ---- planner files: points and candidate sites as GeoJSON or CSV --------------------------------------------------
+# CSV columns (header row; Chinese or English names): the position is lon/lat (WGS 84) or x/y (metres in the
+# network's local frame, rarely useful); every other column is optional.
+CSV_COLUMNS: dict[str, tuple[str, ...]] = {
+    "id": ("id", "编号", "点位编号"), "lon": ("lon", "经度", "longitude"), "lat": ("lat", "纬度", "latitude"),
+    "kind": ("kind", "类型"), "name": ("name", "名称"), "weight": ("weight", "权重"),
+    "mandatory": ("mandatory", "必须覆盖"), "camera": ("camera", "现有摄像机"), "radius": ("radius", "半径"),
+    "fov": ("fov", "视场角"), "heading": ("heading", "朝向"),
+}
+_TRUE = {"1", "true", "yes", "y", "是", "√"}
+
+
+def _csv_features(path: Path) -> list[dict]:
+    """A CSV of points as GeoJSON-like features (row numbers as Excel shows them: the header is row 1)."""
+    import csv
+
+    raw = path.read_bytes()
+    for enc in ("utf-8-sig", "gb18030"):
+        try:
+            text = raw.decode(enc)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:  # pragma: no cover - gb18030 decodes any byte string
+        raise SitingInputError(f"无法识别的编码 / unknown encoding: {path.name}")
+    rows = list(csv.reader(text.splitlines()))
+    if not rows:
+        raise SitingInputError(f"CSV 文件为空 / empty CSV: {path.name}")
+    header = [h.strip().lower() for h in rows[0]]
+    col: dict[str, int] = {}
+    for key, names in CSV_COLUMNS.items():
+        for k, h in enumerate(header):
+            if h in names:
+                col[key] = k
+                break
+    missing = [n for n in ("lon", "lat") if n not in col]
+    if missing:
+        raise SitingInputError(f"CSV 缺少列 / missing columns in {path.name}: {', '.join(missing)} "
+                               "(需要 经度 lon、纬度 lat)")
+    feats: list[dict] = []
+    for r, cells in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in cells):
+            continue
+        props: dict[str, object] = {"_row": r}
+        for key, k in col.items():
+            v = cells[k].strip() if k < len(cells) else ""
+            if v:
+                props[key] = v
+        if "camera" in props:
+            props["camera"] = str(props["camera"]).lower() in _TRUE
+        if "mandatory" in props:
+            props["mandatory"] = str(props["mandatory"]).lower() in _TRUE
+        props.setdefault("id", f"r{r}")
+        feats.append({"type": "Feature", "properties": props,
+                      "geometry": {"type": "Point", "coordinates": [props.pop("lon", ""), props.pop("lat", "")]}})
+    return feats
+
+
+def _point_features(path: str | Path) -> tuple[list, str]:
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        try:
+            return _csv_features(path), path.name
+        except OSError as exc:
+            raise SitingInputError(f"无法读取点文件 / cannot read points file {path}: {exc}") from exc
+    try:
+        doc = json.loads(path.read_bytes())
+        feats = doc["features"]
+        if not isinstance(feats, list):
+            raise TypeError("features is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SitingInputError(f"无法读取点文件 / cannot read points file {path}: {exc}") from exc
+    return feats, path.name
+
+
+def _feature_xy(f: object, k: int, projection: Projection) -> tuple[dict, str, str, float, float]:
+    """(properties, label, id, x, y) of a Point feature; SitingInputError naming the feature (or CSV row)."""
+    props = (f.get("properties") if isinstance(f, dict) else None) or {}
+    fid = str(props.get("id", f.get("id", k) if isinstance(f, dict) else k)).strip()
+    where = f"第 {props['_row']} 行 / row {props['_row']} ({fid})" if "_row" in props else \
+        f"第 {k + 1} 个要素 / feature {k + 1} ({fid})"
+    try:
+        lon, lat = (float(v) for v in f["geometry"]["coordinates"][:2])  # type: ignore[index]
+        if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
+            raise ValueError("out of range")
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise SitingInputError(f"{where}: 不是有效的点（经纬度）/ not a valid Point (lon/lat)") from None
+    x, y = (float(v) for v in projection.forward(np.array(lon), np.array(lat)))
+    return props, (where if "_row" in props else f"要素 / feature {fid}"), fid, x, y
 
 
 def read_points(path: str | Path, projection: Projection) -> tuple[list[Poi], list[Camera]]:
-    """Extra POIs and existing cameras from a GeoJSON file of Points, projected with the network's projection."""
-    try:
-        doc = json.loads(Path(path).read_bytes())
-        feats = doc["features"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SitingInputError(f"无法读取点文件 / cannot read points file {path}: {exc}") from exc
+    """Demand points (POIs) and existing cameras from a GeoJSON file of Points or a CSV (columns CSV_COLUMNS),
+    projected with the network's projection. Every bad feature or row is reported (row-level errors naming it),
+    nothing is half-read."""
+    feats, name = _point_features(path)
     pois: list[Poi] = []
     cams: list[Camera] = []
+    errors = RowErrors(name)
     for k, f in enumerate(feats):
         try:
-            props = f.get("properties") or {}
-            lon, lat = (float(v) for v in f["geometry"]["coordinates"][:2])
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise SitingInputError(f"点文件第 {k + 1} 个要素无效 / feature {k + 1} of {path} is not a Point") from exc
-        x, y = (float(v) for v in projection.forward(np.array(lon), np.array(lat)))
-        fid = str(props.get("id", f.get("id", k)))
-        if props.get("camera"):
-            cams.append(Camera(fid, x, y, _opt_float(props.get("radius")), float(props.get("fov", 360.0)),
-                               float(props.get("heading", 0.0))))
-        else:
-            kind = str(props.get("kind", "poi"))
-            mandatory = props.get("mandatory")
-            pois.append(Poi(f"p{fid}", kind if kind in POI_KINDS else "poi", str(props.get("name", "")), x, y,
-                            _opt_float(props.get("weight")),
-                            None if mandatory is None else mandatory in (True, "yes", "true", 1)))
+            props, label, fid, x, y = _feature_xy(f, k, projection)
+            if props.get("camera") in (True, "yes", "true", 1):
+                cams.append(_camera(fid, props, x, y))
+            else:
+                kind = str(props.get("kind", "poi"))
+                mandatory = props.get("mandatory")
+                pois.append(Poi(f"p{fid}", kind if kind in POI_KINDS else "poi", str(props.get("name", "")), x, y,
+                                parse_weight(props.get("weight"), label),
+                                None if mandatory is None else mandatory in (True, "yes", "true", 1)))
+        except SitingInputError as exc:
+            errors.add(exc)
+    errors.raise_if_any()
     return pois, cams
+
+
+@dataclass
+class Site:
+    """A candidate site the planner gives (a pole, a wall he may use): position and, for a fixed camera, heading."""
+
+    id: str
+    kind: str
+    x: float
+    y: float
+    heading: float | None = None
+
+
+def read_sites(path: str | Path, projection: Projection) -> list[Site]:
+    """The planner's own candidate sites from a GeoJSON of Points or a CSV (id, lon, lat, optional kind and heading
+    in degrees from north). Ids must be unique; row-level errors name the feature or row."""
+    feats, name = _point_features(path)
+    sites: list[Site] = []
+    seen: set[str] = set()
+    errors = RowErrors(name)
+    for k, f in enumerate(feats):
+        try:
+            props, label, sid, x, y = _feature_xy(f, k, projection)
+            if sid in seen:
+                raise SitingInputError(f"{label}: 编号重复 / duplicate id {sid!r}")
+            heading = _float_prop(props, "heading", None, label)
+            seen.add(sid)
+            sites.append(Site(sid, str(props.get("kind", "given")) or "given", x, y,
+                              None if heading is None else heading % 360))
+        except SitingInputError as exc:
+            errors.add(exc)
+    errors.raise_if_any()
+    if not sites:
+        raise SitingInputError(f"候选点位文件中没有点 / no sites in {name}")
+    return sites

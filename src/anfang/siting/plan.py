@@ -4,6 +4,7 @@ covers, blind spots, the proven gap); export to GeoJSON and XLSX. No web framewo
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from anfang.siting.heuristic import (
     perturb_search,
 )
 from anfang.siting.network import POI_KINDS, SitingInputError
-from anfang.siting.problem import Instance, Problem, problem_instance
+from anfang.siting.problem import Instance, Problem, check_weights, problem_instance
 
 Progress = Callable[[str], None]
 METHODS = ("greedy", "heuristic", "exact")
@@ -90,6 +91,10 @@ class Plan:
         return self.road_covered_m / self.road_total_m if self.road_total_m else 1.0
 
     @property
+    def proof(self) -> Proof:
+        return proof(self.objective, self.bound, maximise=self.model == "mclp")
+
+    @property
     def mandatory_total(self) -> int:
         return sum(p.mandatory for p in self.pois)
 
@@ -106,14 +111,51 @@ class Plan:
                 "radius_m": self.radius, "fov_deg": self.fov, "objective": round(self.objective, 3),
                 "bound": None if self.bound is None else round(self.bound, 3),
                 "gap": None if self.gap is None else round(self.gap, 6), "optimal": self.optimal,
+                "proof": self.proof.text(),
                 "coverage": round(self.coverage, 6), "road_total_m": round(self.road_total_m, 1),
                 "road_covered_m": round(self.road_covered_m, 1), "mandatory_total": self.mandatory_total,
                 "mandatory_covered": self.mandatory_covered, "blind_pois": len(self.blind_pois),
                 "seconds": round(self.seconds, 3), "notes": self.notes}
 
 
-def _gap_max(obj: float, bound: float) -> float:
-    return max(0.0, (bound - obj) / bound) if bound > 0 else 0.0
+SOLVER_TOLERANCE = 1e-4  # HiGHS's relative MIP gap (exact.py, mip_rel_gap): "optimal" within 0.01 %
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What the bound proves about a plan's objective: the relative gap (None when there is no valid bound),
+    whether the plan is optimal (gap within the solver's tolerance) and whether that is exact (bound = objective)."""
+
+    gap: float | None
+    optimal: bool
+    exact: bool
+
+    def text(self, lang: str | None = None) -> str:
+        """zh-CN / English (lang None), or one language ("zh", "en")."""
+        if self.gap is None:
+            return "—"
+        if self.optimal and self.exact:
+            return {"zh": "0（最优）", "en": "0 (optimal)"}.get(lang or "", "0（最优 / optimal）")
+        if self.optimal:
+            return {"zh": "≤ 0.01 %（容差内最优）", "en": "≤ 0.01 % (optimal within solver tolerance)"}.get(
+                lang or "", "≤ 0.01 %（容差内最优 / optimal within solver tolerance）")
+        return f"{self.gap * 100:.2f}%"
+
+
+def proof(objective: float, bound: float | None, *, maximise: bool) -> Proof:
+    """The gap a bound proves: for a maximisation the bound must be ≥ the objective (for a minimisation ≤); a
+    "bound" on the wrong side, infinite or NaN proves nothing, and then no optimality is claimed."""
+    if bound is None or not (math.isfinite(bound) and math.isfinite(objective)):
+        return Proof(None, False, False)
+    slack = bound - objective if maximise else objective - bound
+    eps = 1e-9 * max(1.0, abs(objective), abs(bound))
+    if slack < -eps:
+        return Proof(None, False, False)
+    if slack <= eps:
+        return Proof(0.0, True, True)
+    scale = abs(bound) if maximise else abs(objective)
+    gap = slack / scale if scale > 0 else math.inf
+    return Proof(gap, gap <= SOLVER_TOLERANCE, False)
 
 
 def _best_heuristic(inst: Instance, p: int, pinned: list[int], excluded: list[int], time_limit: float,
@@ -176,6 +218,7 @@ def solve(problem: Problem, *, budget: int | None = None, model: str = "mclp", m
         raise SitingInputError(f"固定点位 {len(pinned)} 个多于预算 {budget} / {len(pinned)} pinned sites exceed "
                                f"the budget {budget}")
     say("建模 / building model")
+    check_weights(problem.demand)
     inst = problem_instance(problem)
     notes: list[str] = [f"需求 {inst.n_original} 行合并为 {inst.r} 行 / {inst.n_original} demand rows merged to "
                         f"{inst.r}"]
@@ -202,8 +245,7 @@ def solve(problem: Problem, *, budget: int | None = None, model: str = "mclp", m
                                                                time_limit if method == "heuristic" else
                                                                min(20.0, time_limit / 4), say)
             bound = lag_bound
-            if method == "exact" and value >= bound * (1 - 1e-9):  # the Lagrangian bound already proves it
-                optimal = True
+            if method == "exact" and proof(value, bound, maximise=True).exact:  # the Lagrangian bound proves it
                 notes.append("拉格朗日界已证明最优 / optimal by the Lagrangian bound; HiGHS not needed")
             elif method == "exact":
                 from anfang.siting.exact import solve_mclp
@@ -217,11 +259,9 @@ def solve(problem: Problem, *, budget: int | None = None, model: str = "mclp", m
                     solver = "highs" if res.optimal else solver + " (highs: no better plan)"
                 if np.isfinite(res.bound):
                     bound = min(bound, res.bound) if bound is not None else res.bound
-                optimal = res.optimal
                 notes.append(f"HiGHS: {res.status}, {res.seconds:.1f} s")
-            gap = 0.0 if optimal else _gap_max(value, bound) if bound is not None else None
-            if gap is not None and gap <= 1e-4 and method == "exact":
-                optimal = True
+            pr = proof(value, bound, maximise=True)
+            gap, optimal = pr.gap, pr.optimal
     else:
         chosen = lazy_greedy(inst, None, pinned=pinned, excluded=excluded, target=None if target is None else
                              target * float(inst.w.sum()))
@@ -239,11 +279,10 @@ def solve(problem: Problem, *, budget: int | None = None, model: str = "mclp", m
             if res.selected and len(res.selected) <= len(chosen):
                 chosen, solver = res.selected, "highs"
             bound = float(np.ceil(res.bound - 1e-6)) if np.isfinite(res.bound) else None
-            optimal = res.optimal or (bound is not None and bound >= len(chosen))
             notes.append(f"HiGHS: {res.status}, {res.seconds:.1f} s")
-            if bound is not None:
-                gap = max(0.0, (len(chosen) - bound) / len(chosen)) if chosen else 0.0
         value = float(len(chosen))
+        pr = proof(value, bound, maximise=False)
+        gap, optimal = pr.gap, pr.optimal
     plan = describe(problem, chosen, model=model, solver=solver, budget=budget, objective=value, bound=bound,
                     gap=gap, optimal=optimal, pinned=pinned, seconds=time.perf_counter() - t0, notes=notes)
     say("完成 / done")
@@ -357,5 +396,5 @@ def write_xlsx(plan: Plan, path: str | Path) -> None:
     wb.save(str(path))
 
 
-__all__ = ["BudgetTooSmall", "Plan", "PlanPoi", "PlanSite", "describe", "solve", "to_geojson", "write_geojson",
-           "write_xlsx"]
+__all__ = ["BudgetTooSmall", "Plan", "PlanPoi", "PlanSite", "Proof", "describe", "proof", "solve", "to_geojson",
+           "write_geojson", "write_xlsx"]

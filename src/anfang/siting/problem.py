@@ -27,8 +27,11 @@ from anfang.siting.network import (
     Camera,
     Poi,
     RoadNetwork,
+    Site,
     SitingInputError,
 )
+
+MAX_RADIUS = 5000.0  # metres: beyond any camera's useful range; the one limit of the CLI and the console
 
 
 @dataclass
@@ -41,14 +44,22 @@ class SitingParams:
     poi_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_POI_WEIGHTS))
     mandatory_kinds: frozenset[str] = DEFAULT_MANDATORY
     intersections: bool = True  # intersections as demand points (and candidates)
+    along_roads: bool = False  # coverage measured along the road network (buildings block the view), roadcover.py
 
     def validate(self) -> None:
         if not (self.radius > 0 and math.isfinite(self.radius)):
             raise SitingInputError(f"覆盖半径必须大于 0 / radius must be > 0 (got {self.radius})")
         if not 0 < self.fov <= 360:
             raise SitingInputError(f"视场角须在 (0, 360] / field of view must be in (0, 360] (got {self.fov})")
+        if self.radius > MAX_RADIUS:
+            raise SitingInputError(f"覆盖半径不超过 {MAX_RADIUS:.0f} 米 / radius must be ≤ {MAX_RADIUS:.0f} m "
+                                   f"(got {self.radius})")
         if self.candidate_spacing <= 0 or self.sample_step <= 0:
             raise SitingInputError("间距必须大于 0 / spacings must be > 0")
+        bad = [k for k, w in {"road_weight": self.road_weight, **self.poi_weights}.items()
+               if not (math.isfinite(w) and w >= 0)]
+        if bad:
+            raise SitingInputError("权重须为有限且不小于 0 的数 / weights must be finite and ≥ 0: " + ", ".join(bad))
 
 
 @dataclass
@@ -272,25 +283,61 @@ def expand_headings(xy: np.ndarray, ids: list[str], kind: list[str], dirs: list[
     return Candidates(np.array(out_xy, float).reshape(-1, 2), np.array(out_h, float), out_ids, out_kind)
 
 
+def check_weights(demand: Demand) -> None:
+    """Every demand weight finite and ≥ 0, else SitingInputError naming the demand points (the readers check each
+    file row; this guards problems built in code)."""
+    bad = np.flatnonzero(~np.isfinite(demand.weight) | (demand.weight < 0))
+    if len(bad):
+        names = ", ".join(f"{demand.ids[i]}={demand.weight[i]:g}" for i in bad[:10])
+        raise SitingInputError(f"{len(bad)} 个需求点权重无效（须为有限且不小于 0）/ {len(bad)} demand points with an "
+                               f"invalid weight (must be finite and ≥ 0): {names}")
+
+
+def given_candidates(sites: list[Site], fov: float) -> Candidates:
+    """The planner's own sites as candidates: all round (fov 360), at the given heading, or — for a narrower camera
+    with no heading given — once per 45° (`SITE@deg`), the solver choosing the direction."""
+    dirs = [[s.heading] if s.heading is not None else [float(a) for a in range(0, 360, 45)] for s in sites]
+    return expand_headings(np.array([[s.x, s.y] for s in sites], float).reshape(-1, 2), [s.id for s in sites],
+                           [s.kind for s in sites], dirs, fov)
+
+
 def build_problem(net: RoadNetwork, params: SitingParams | None = None, *, extra_pois: list[Poi] | None = None,
-                  existing: list[Camera] | None = None, candidates: Candidates | None = None) -> Problem:
+                  existing: list[Camera] | None = None, candidates: Candidates | None = None,
+                  sites: list[Site] | None = None) -> Problem:
+    """The siting problem: demand (POIs + road length), candidates (generated along the roads, or the planner's
+    own `sites`, or `candidates` as given), coverage within the radius (straight line, or along the roads)."""
     params = params or SitingParams()
     params.validate()
     pois = (intersection_pois(net) if params.intersections else []) + list(net.pois) + list(extra_pois or [])
     demand = concat_demand(poi_demand(pois, params), road_demand(net, params))
-    cands = candidates if candidates is not None else road_candidates(net, params)
+    check_weights(demand)
+    if candidates is not None:
+        cands = candidates
+    elif sites:
+        cands = given_candidates(sites, params.fov)
+    else:
+        cands = road_candidates(net, params)
     if len(cands) == 0:
         raise SitingInputError("没有候选点位 / no candidate sites")
     A = coverage_matrix(demand.xy, cands.xy, params.radius, cands.heading, params.fov)
+    if params.along_roads:
+        from anfang.siting.roadcover import along_roads
+
+        A = along_roads(A, demand.xy, cands.xy, params.radius, net, spacing=min(10.0, params.sample_step / 2))
     cams = list(net.cameras) + list(existing or [])
     pre = np.zeros(len(demand), bool)
     if cams:
         cxy = np.array([[c.x, c.y] for c in cams], float)
         # each existing camera is its own column: its own range, field of view and heading
-        for k, cam in enumerate(cams):
-            sub = coverage_matrix(demand.xy, cxy[k:k + 1], cam.radius or params.radius,
-                                  None if cam.fov >= 360 else np.array([cam.heading]), cam.fov)
-            pre |= np.asarray(sub.sum(axis=1)).ravel() > 0
+        radii = np.array([c.radius or params.radius for c in cams], float)
+        cover = sparse.hstack([coverage_matrix(demand.xy, cxy[k:k + 1], radii[k],
+                                               None if cam.fov >= 360 else np.array([cam.heading]), cam.fov)
+                               for k, cam in enumerate(cams)]).tocsr()
+        if params.along_roads:
+            from anfang.siting.roadcover import along_roads
+
+            cover = along_roads(cover, demand.xy, cxy, radii, net, spacing=min(10.0, params.sample_step / 2))
+        pre = np.asarray(cover.sum(axis=1)).ravel() > 0
     return Problem(demand, cands, A, pre, params, net, cams)
 
 

@@ -1,5 +1,7 @@
 """Console page for camera siting: GET /siting shows the last plan (the demo village until one is computed),
-POST /siting plans an uploaded OSM / GeoJSON file (or the demo village) with a budget. The map is inline SVG."""
+POST /siting plans an uploaded OSM / GeoJSON road file (or the demo village) with a budget, optionally with the
+planner's demand points and own candidate sites (CSV or GeoJSON) and coverage along the roads; the last plan
+downloads as GeoJSON or XLSX. The map is inline SVG. The limits are the CLI's (SitingParams.validate)."""
 
 from __future__ import annotations
 
@@ -9,16 +11,16 @@ from typing import Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from anfang.core.errors import Forbidden, ValidationError
 from anfang.security.roles import Role
 from anfang.security.scope import Principal
 from anfang.security.views import CurrentPrincipal
 from anfang.siting.heuristic import BudgetTooSmall
-from anfang.siting.network import POI_KINDS, SitingInputError, read_network
-from anfang.siting.plan import Plan, solve
-from anfang.siting.problem import SitingParams, build_problem
+from anfang.siting.network import POI_KINDS, SitingInputError, read_network, read_points, read_sites
+from anfang.siting.plan import Plan, solve, to_geojson, write_xlsx
+from anfang.siting.problem import MAX_RADIUS, SitingParams, build_problem
 from anfang.siting.svgmap import plan_svg
 from anfang.web.views import ConsoleRoute, check_csrf, lang_of, render
 
@@ -52,8 +54,8 @@ def _page(request: Request, p: Principal, plan: Plan, source: str, status: int =
     zh = lang_of(request).startswith("zh")
     kinds = {k: (v[0] if zh else v[1]) for k, v in POI_KINDS.items()}
     return render(request, "siting.html", p, nav="siting", status=status, plan=plan, svg=plan_svg(plan),
-                  source=source, kinds=kinds, zh=zh, gap_text="—" if plan.gap is None else
-                  ("0" if plan.optimal and plan.gap <= 1e-4 else f"{plan.gap * 100:.2f}%"))
+                  source=source, kinds=kinds, zh=zh, gap_text=plan.proof.text("zh" if zh else "en"),
+                  max_radius=int(MAX_RADIUS))
 
 
 @pages.get("/siting")
@@ -66,38 +68,89 @@ def siting_page(request: Request, p: CurrentPrincipal) -> HTMLResponse:
     return _page(request, p, plan, source)
 
 
-def _plan_upload(data: bytes | None, filename: str, budget: int, radius: float, method: str) -> Plan:
-    if data:
-        suffix = Path(filename or "upload.osm").suffix.lower() or ".osm"
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"upload{suffix}"
-            path.write_bytes(data)
-            net = read_network(path)
-    else:
-        from anfang.siting.demo import demo_network
+def _upload_path(tmp: str, name: str, data: bytes, default: str) -> Path:
+    suffix = Path(name or default).suffix.lower() or Path(default).suffix
+    path = Path(tmp) / f"{Path(default).stem}{suffix}"
+    path.write_bytes(data)
+    return path
 
-        net = demo_network()
-    return solve(build_problem(net, SitingParams(radius=radius)), budget=budget, method=method,
-                 time_limit=TIME_LIMIT)
+
+def _plan_upload(data: bytes | None, filename: str, budget: int, radius: float, method: str,
+                 points: tuple[str, bytes] | None = None, sites: tuple[str, bytes] | None = None,
+                 along_roads: bool = False) -> Plan:
+    with tempfile.TemporaryDirectory() as tmp:
+        if data:
+            net = read_network(_upload_path(tmp, filename, data, "upload.osm"))
+        else:
+            from anfang.siting.demo import demo_network
+
+            net = demo_network()
+        extra, cams = read_points(_upload_path(tmp, *points, "points.csv"), net.projection) if points else ([], [])
+        own = read_sites(_upload_path(tmp, *sites, "sites.csv"), net.projection) if sites else None
+    params = SitingParams(radius=radius, along_roads=along_roads)
+    return solve(build_problem(net, params, extra_pois=extra, existing=cams, sites=own), budget=budget,
+                 method=method, time_limit=TIME_LIMIT)
+
+
+async def _read(upload: UploadFile | None) -> tuple[str, bytes] | None:
+    if upload is None or not upload.filename:
+        return None
+    data = await upload.read(MAX_UPLOAD + 1)
+    if len(data) > MAX_UPLOAD:
+        raise ValidationError("文件过大 / file too large (50 MB max)")
+    return upload.filename, data
 
 
 @pages.post("/siting")
 async def siting_submit(request: Request, p: CurrentPrincipal, budget: int = Form(...), radius: float = Form(150.0),
                         method: str = Form("heuristic"), csrf_token: str = Form(""),
-                        osm: UploadFile | None = File(None)) -> HTMLResponse:
+                        along_roads: str = Form(""), osm: UploadFile | None = File(None),
+                        points: UploadFile | None = File(None), sites: UploadFile | None = File(None)
+                        ) -> HTMLResponse:
     check_csrf(request, csrf_token)
     _check_role(p)
-    if not 0 <= budget <= 5000 or not 10 <= radius <= 2000:
-        raise ValidationError("预算须在 0–5000，半径须在 10–2000 米 / budget 0–5000, radius 10–2000 m")
+    if not 0 <= budget <= 5000:
+        raise ValidationError("预算须在 0–5000 / budget 0–5000")
     if method not in ("greedy", "heuristic", "exact"):
         method = "heuristic"
-    data = await osm.read(MAX_UPLOAD + 1) if osm is not None and osm.filename else None
-    if data is not None and len(data) > MAX_UPLOAD:
-        raise ValidationError("文件过大 / file too large (50 MB max)")
+    road, pts, own = await _read(osm), await _read(points), await _read(sites)
     try:
-        plan = await run_in_threadpool(_plan_upload, data, osm.filename if osm else "", budget, radius, method)
+        SitingParams(radius=radius).validate()  # the CLI's limits, before any file is read
+        plan = await run_in_threadpool(_plan_upload, road[1] if road else None, road[0] if road else "", budget,
+                                       radius, method, pts, own, along_roads in ("1", "on", "true", "yes"))
     except (SitingInputError, BudgetTooSmall) as exc:
         raise ValidationError(str(exc)) from None
-    source = osm.filename if data and osm is not None else "演示村 demo village"
+    source = road[0] if road else "演示村 demo village"
+    if own:
+        source += (" · 自有点位：" if lang_of(request).startswith("zh") else " · own sites: ") + own[0]
     _plans(request)[p.user_id] = (plan, source)
-    return _page(request, p, plan, source or "upload")
+    return _page(request, p, plan, source)
+
+
+def _last_plan(request: Request, p: Principal) -> Plan:
+    _check_role(p)
+    plans = _plans(request)
+    if p.user_id not in plans:
+        plans[p.user_id] = (_demo_plan(), "演示村 demo village")
+    return plans[p.user_id][0]
+
+
+@pages.get("/siting/plan.geojson")
+def siting_geojson(request: Request, p: CurrentPrincipal) -> Response:
+    """The last plan as GeoJSON (the CLI's --out): sites, points, blind road pieces, existing cameras."""
+    import json
+
+    body = json.dumps(to_geojson(_last_plan(request, p)), ensure_ascii=False).encode("utf-8")
+    return Response(body, media_type="application/geo+json",
+                    headers={"Content-Disposition": 'attachment; filename="siting-plan.geojson"'})
+
+
+@pages.get("/siting/plan.xlsx")
+def siting_xlsx(request: Request, p: CurrentPrincipal) -> Response:
+    """The last plan as XLSX (the CLI's --xlsx): summary, one row per site, blind spots."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "plan.xlsx"
+        write_xlsx(_last_plan(request, p), path)
+        body = path.read_bytes()
+    return Response(body, media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    headers={"Content-Disposition": 'attachment; filename="siting-plan.xlsx"'})

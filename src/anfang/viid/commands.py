@@ -20,8 +20,8 @@ def simulate_cmd(
     rate: Annotated[float, typer.Option(help="每台每秒抓拍数 / captures per second per APE")] = 1.0,
     duration: Annotated[float, typer.Option(help="运行秒数 / seconds to run")] = 30.0,
     password: Annotated[str | None, typer.Option(help="注册口令 / digest password (default: viid_password)")] = None,
-    faces: Annotated[Path, typer.Option(help="人脸照片目录（原地读取）/ face photos, read in place")] = Path(
-        "../shared/testdata/faces"),
+    faces: Annotated[Path | None, typer.Option(help="人脸照片目录（原地读取；缺省为绘制的人脸）/ face photos, read "
+                                                    "in place (default: drawn faces)")] = None,
     seed: Annotated[int, typer.Option(help="随机种子 / seed")] = 1400,
 ) -> None:
     """模拟采集设备上传人脸与闽G车辆 / simulated APEs posting faces and Fujian 闽G vehicles."""

@@ -132,7 +132,7 @@ def _track_gate(request: Request, p: Principal, plate: str, device: str, start: 
     ``track_free_hours``) run as before."""
     from anfang.core.ids import validate_plate
     from anfang.security import approvals
-    from anfang.security.approval_views import held_page
+    from anfang.web.views import held_page
 
     try:
         full = validate_plate(ids.normalize_plate(plate)) if plate and not device else None

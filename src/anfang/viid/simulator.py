@@ -1,5 +1,6 @@
 """APE simulator (``anfang viid simulate``): devices that register with digest, keep alive and post faces (photos
-from a directory such as ``../shared/testdata/faces``, read in place) and motor vehicles with Fujian 闽G plates.
+from a directory given with ``--faces``, read in place; else faces drawn by demo/media.py) and motor vehicles with
+Fujian 闽G plates (a drawn car front and plate crop).
 The builders are also used by the tests and the benchmark."""
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def face(device_id: str, jpeg: bytes, *, at: datetime | None = None, serial: int
 
 
 def vehicle(device_id: str, jpeg: bytes, plate_no: str, *, at: datetime | None = None,
-            serial: int | None = None, plate_color: str = "5") -> dict[str, Any]:
+            serial: int | None = None, plate_color: str = "5", plate_jpeg: bytes | None = None) -> dict[str, Any]:
+    """A MotorVehicleObject with its scene image (type 01) and, when given, the plate crop (type 02)."""
     at = at or datetime.now(UTC)
     n = serial if serial is not None else next(_serial)
     source = ids.make_source_id(device_id, at, n)
@@ -80,7 +82,10 @@ def vehicle(device_id: str, jpeg: bytes, plate_no: str, *, at: datetime | None =
             "Speed": 30.0, "Direction": "1", "VehicleClass": "K33", "VehicleColor": "2",
             "SubImageList": {"SubImageInfoObject": [{
                 "ImageID": source, "EventSort": 1, "DeviceID": device_id, "StoragePath": "", "Type": "01",
-                "FileFormat": "Jpeg", "ShotTime": t, "Data": base64.b64encode(jpeg).decode()}]}}
+                "FileFormat": "Jpeg", "ShotTime": t, "Data": base64.b64encode(jpeg).decode()}] + ([{
+                "ImageID": ids.make_source_id(device_id, at, n + 500_000), "EventSort": 1, "DeviceID": device_id,
+                "StoragePath": "", "Type": "02", "FileFormat": "Jpeg", "ShotTime": t,
+                "Data": base64.b64encode(plate_jpeg).decode()}] if plate_jpeg else [])}}
 
 
 def face_list(objs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -136,10 +141,12 @@ async def simulate(base: str, *, apes: int = 3, rate: float = 2.0, duration: flo
                    device_ids: list[str] | None = None) -> dict[str, int]:
     """Run ``apes`` devices for ``duration`` seconds, each posting about ``rate`` captures a second (faces and
     vehicles alternately); returns counts of what was acknowledged."""
+    from anfang.demo import media
+
     rnd = random.Random(seed)
     photos = load_photos(faces_dir) if faces_dir and faces_dir.exists() else []
-    photos = [p for p in photos if len(p) <= 4 * 1024 * 1024] or [make_jpeg(10_000, seed)]
-    car = make_jpeg(20_000, seed + 1, 160, 120)
+    # without a photo directory: drawn faces that look like face captures (and match nobody), not noise
+    photos = [p for p in photos if len(p) <= 4 * 1024 * 1024] or [media.synthetic_face(seed + k) for k in range(24)]
     counts = {"faces": 0, "vehicles": 0, "refused": 0}
     async with httpx.AsyncClient(timeout=30.0) as http:
         clients = [ApeClient(base, d, password, http) for d in (device_ids or [ape_id(i + 1) for i in range(apes)])]
@@ -158,7 +165,9 @@ async def simulate(base: str, *, apes: int = 3, rate: float = 2.0, duration: flo
                     st = await c.post("Faces", face_list([face(c.device_id, rnd.choice(photos))]))
                     key = "faces"
                 else:
-                    st = await c.post("MotorVehicles", vehicle_list([vehicle(c.device_id, car, plate(rnd))]))
+                    no = plate(rnd)
+                    st = await c.post("MotorVehicles", vehicle_list([vehicle(
+                        c.device_id, media.vehicle_image(no, i), no, plate_jpeg=media.plate_image(no))]))
                     key = "vehicles"
                 ok = sum(1 for s in st if s.StatusCode == 0)
                 counts[key] += ok
@@ -223,6 +232,7 @@ class DemoApes:
         while True:
             with contextlib.suppress(Exception):
                 await simulate(f"http://{host}:{s.port}", apes=self.count, rate=self.rate, duration=3600,
-                               password=s.viid_password, faces_dir=Path(s.viid_faces_dir), report=lambda *_: None,
+                               password=s.viid_password,
+                               faces_dir=Path(s.viid_faces_dir) if s.viid_faces_dir else None, report=lambda *_: None,
                                device_ids=device_ids)
             await asyncio.sleep(5)

@@ -15,7 +15,7 @@ from anfang.bus.base import Bus, Subscription
 from anfang.core.events import Event, EventKind
 from anfang.registry.models import Person
 from anfang.store.engine import Store
-from anfang.warnings.rules import SensorEvaluator
+from anfang.warnings.rules import ACCESS_RULES, SensorEvaluator
 from anfang.warnings.service import Candidate, WarningService
 
 log = structlog.get_logger(__name__)
@@ -134,6 +134,14 @@ class WarningEngine:
                                   title=f"设备离线：{d.get('name') or e.source}", source=e.source, dedup_key=key,
                                   event=e, data=dict(d), notify_roles=frozenset({"police", "property_staff"}))], []
             case EventKind.person_passage:
+                access = ACCESS_RULES.get(str(d.get("event") or ""))
+                if access is not None:  # a door forced or held open: an alarm whoever (if anyone) passed
+                    name = d.get("device_name") or e.source
+                    return [Candidate(rule=access.code, category="access", severity=access.severity,
+                                      title=f"{access.title_zh}（{name}）", source=e.source,
+                                      dedup_key=f"{access.code}:{e.source}", event=e, notify_roles=access.notify,
+                                      data={"event": d.get("event"), "method": d.get("method"),
+                                            "image": d.get("image"), "title_en": access.title_en})], []
                 pid = d.get("person_id")
                 if pid is None:
                     return [], []

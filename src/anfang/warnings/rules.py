@@ -47,6 +47,27 @@ DEFAULT_SENSOR_RULES: tuple[SensorRule, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class AccessRule:
+    """Access control (门禁): a door event that is itself an alarm — forced open (opened with no valid credential,
+    the lock's door-position switch says open) or held open past the door's limit (the controller decides the
+    limit and reports ``held_open``). One open warning per door and rule; repeats fold into it."""
+
+    code: str
+    event: str  # the door message's ``event``
+    severity: int
+    title_zh: str
+    title_en: str
+    notify: frozenset[str] = frozenset({"police", "property_staff"})
+
+
+DEFAULT_ACCESS_RULES: tuple[AccessRule, ...] = (
+    AccessRule("access.forced", "forced", 1, "门禁被强行打开", "door forced open"),
+    AccessRule("access.held_open", "held_open", 2, "门禁长时间未关", "door held open"),
+)
+ACCESS_RULES = {r.event: r for r in DEFAULT_ACCESS_RULES}
+
+
 @dataclass
 class _State:
     breaches: int = 0

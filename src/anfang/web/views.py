@@ -224,6 +224,17 @@ def render(request: Request, template: str, p: Principal | None = None, *, statu
     return response
 
 
+def held_page(request: Request, p: Principal, exc: Any, params: dict[str, Any]) -> HTMLResponse:
+    """The console's answer to a held query (security.approvals.ReasonRequired / ApprovalPending): the request it
+    made (and where to follow it), or a form asking for the reason and re-submitting the same query with it.
+    Here, with the other page helpers, so that the approval pages import the console and not the reverse."""
+    from anfang.security import approvals
+
+    held = exc.detail if isinstance(exc, approvals.ApprovalPending) else None
+    return render(request, "security_held.html", p, status=exc.status, nav="security", message=exc.message,
+                  held=held, action=request.url.path, params={k: v for k, v in params.items() if v not in (None, "")})
+
+
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     try:
         p: Principal | None = current_principal(request)
@@ -431,7 +442,6 @@ def persons(request: Request, p: CurrentPrincipal, id_number: str = "", name: st
             approval_id: int | None = None) -> HTMLResponse:
     if not (id_number or name or phone or plate):  # a list over a town or wider: 数据查询授权 (docs/security.md)
         from anfang.security import approvals
-        from anfang.security.approval_views import held_page
 
         try:
             approvals.authorise_wide_search(store_of(request), p, "persons", {"address_prefix": address_prefix},
