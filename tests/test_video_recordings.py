@@ -217,3 +217,16 @@ def test_a_warning_gets_the_clip_around_it_from_the_recording(video, store) -> N
     assert "warning-clip" in c.get("/m/warnings").text  # the officer's card plays it
     login(c, "resident")
     assert c.get(f"/api/video/clips/{wid}").status_code in (403, 404)
+
+
+def test_clips_expire_with_the_retention(tmp_path, store) -> None:
+    import os
+
+    from anfang.media.clips import ClipService
+
+    svc = ClipService(store, None, None, tmp_path, keep_days=90)  # type: ignore[arg-type]
+    old, new = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    old.write_bytes(b"x")
+    new.write_bytes(b"y")
+    os.utime(old, (time.time() - 91 * 86400,) * 2)
+    assert svc.expire() == 1 and not old.exists() and new.exists()

@@ -28,10 +28,11 @@ NO_CLIP = frozenset({"device"})  # a device going offline has nothing to film
 
 class ClipService:
     def __init__(self, store: Store, bus: Any, playback: PlaybackManager, folder: Path, *, before: float = 30.0,
-                 after: float = 60.0, speed: int = 4) -> None:
+                 after: float = 60.0, speed: int = 4, keep_days: float = 90.0) -> None:
         self.store, self.bus, self.playback = store, bus, playback
         self.folder = Path(folder)
         self.before, self.after, self.speed = before, after, speed
+        self.keep_days = keep_days  # clips older than this are deleted (the captures' retention by default)
         self._sub: Any = None
         self._tasks: set[asyncio.Task] = set()
         self.made = self.failed = 0
@@ -39,6 +40,27 @@ class ClipService:
     async def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._sub = await self.bus.subscribe(self.on_warning, kinds=[EventKind.warning])
+        task = asyncio.get_running_loop().create_task(self._expire_loop())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def expire(self, now: float | None = None) -> int:
+        """Delete the clips older than ``keep_days``; returns how many."""
+        limit = (now or time.time()) - self.keep_days * 86400
+        gone = 0
+        for path in self.folder.glob("*.mp4"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < limit:
+                    path.unlink()
+                    gone += 1
+        return gone
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(3600)
+            gone = await asyncio.to_thread(self.expire)
+            if gone:
+                log.info("warning_clips_expired", clips=gone, days=self.keep_days)
 
     async def stop(self) -> None:
         if self._sub is not None:

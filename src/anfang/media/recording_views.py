@@ -251,5 +251,6 @@ def install(app: FastAPI) -> None:
     settings = app.state.settings
     if settings.media_clips:
         app.state.clips = ClipService(app.state.store, app.state.bus, mgr, Path(settings.data_dir) / "clips",
-                                      before=settings.media_clip_before, after=settings.media_clip_after)
+                                      before=settings.media_clip_before, after=settings.media_clip_after,
+                                      keep_days=settings.viid_retention_days)
         app.state.services.append(app.state.clips)
