@@ -97,7 +97,7 @@ def build_ctx(a: AbuseApp) -> Ctx:
                               "oid": "35040000001190000001", "iid": "1", "order_id": 1, "project_id": 1,
                               "action": "submit", "approval_id": 1, "alert_id": 1, "username": "grid",
                               "channel_id": "35040400001310000001", "job_id": "0123456789abcdef",
-                              "key": "pb-35040400001310000001-1400000001"}
+                              "key": "pb-35040400001310000001-1400000001", "warning_id": 1}
     place = {
         "in": dict(person_id=w.person["li"], entity="persons", record_id=w.person["li"], address_id=w.addr["ld-101"],
                    house_id=w.house["h-ld-101"], unit_id=w.unit["ld-shop"], warning_id=warn["in"], pk=devices["in"],
@@ -442,6 +442,7 @@ POLICY.update({
     "POST /api/video/live": _R(STAFF, body=json_body(VIDEO_CH), ok=NOT_HERE),
     "GET /api/video/snapshot/{channel_id}": _R(STAFF, ok=NOT_HERE),
     "GET /api/video/tree": _R(STAFF),
+    "GET /api/video/clips/{warning_id}": _R(HANDLERS, "object", ok=NOT_HERE),  # no warning clips in this world
     "GET /api/video/links": _R(STAFF, query={"warning_id": "1"}, ok=NOT_HERE),
     "PUT /api/video/links/{device_id}": _R(ADMINS | {"property_staff"}, body=json_body({"channels": []}),
                                            ok=NOT_HERE),
