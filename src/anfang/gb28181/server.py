@@ -55,6 +55,7 @@ class GbConfig:
     query_timeout: float = 10.0
     udp: bool = True
     tcp: bool = True
+    trace_poll: float = 2.0  # how often the per-device SIP trace requests are read (gb28181/trace.py)
     node_id: str | None = None
     uppers: list[dict] = field(default_factory=list)
 
@@ -140,6 +141,9 @@ class GbServer:
         self.message_hooks: list[Callable[[SipMessage, Peer, Manscdp], bool]] = []
         self.stats = {"registered": 0, "keepalives": 0, "challenges": 0, "rejected": 0, "alarms": 0}
         self._writer_idle = asyncio.Event()
+        from anfang.gb28181.trace import TraceRecorder
+
+        self.tracer = TraceRecorder(store, self.endpoint, poll=config.trace_poll)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     @property
@@ -148,6 +152,7 @@ class GbServer:
 
     async def start(self) -> None:
         await asyncio.to_thread(self._load)
+        await self.tracer.start()
         await self.endpoint.start()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._writer(), name="gb28181-writer"),
@@ -168,6 +173,7 @@ class GbServer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.endpoint.stop()
+        await self.tracer.stop()
         ops, self._ops = self._ops, []
         if ops:  # transitions queued in the last moments are not lost
             with contextlib.suppress(Exception):
@@ -189,6 +195,11 @@ class GbServer:
                     st.last_seen = time.monotonic()
                     st.registered, st.expires = True, time.monotonic() + self.config.register_expires
                 self.devices[device_id] = st
+
+    @property
+    def traced(self) -> dict[str, int]:
+        """Devices whose SIP messages are being recorded (device_id -> how many are kept)."""
+        return self.tracer.traced
 
     def refresh(self, device_id: str) -> None:
         """Re-read one device (after a manual add / password change in the registry)."""
@@ -310,6 +321,8 @@ class GbServer:
         st.offline_since = time.monotonic() if status == OFFLINE else None
         st.warned = False
         self._queue("status", st.device_id, status, reason, datetime.now(UTC))
+        if self.cascade is not None:  # its shared channels follow it, up the cascade too
+            self.cascade.device_status(st.device_id, status)
 
     # ---- health ----------------------------------------------------------------------------------------------
     async def _health(self) -> None:
@@ -414,10 +427,12 @@ class GbServer:
         creds = parse_auth(header)
         qop = creds.get("qop") or None
         state = self.nonces.check(creds.get("nonce", ""), qop, creds.get("nc", ""))
-        if state != "ok":
-            self._challenge(msg, peer, stale=state == "stale")
-            return
         password = (st.password if st is not None and st.password else None) or self.config.password
+        if state != "ok":
+            # stale=true tells the device "your password was right, only the nonce is old" (RFC 2617 3.2.1)
+            self._challenge(msg, peer, stale=state == "stale" and auth.verify(
+                creds, password=password, realm=self.config.realm, method="REGISTER"))
+            return
         if not auth.verify(creds, password=password, realm=self.config.realm, method="REGISTER"):
             self._fail([dev_key, addr_key], now)
             self._reject(msg, peer, 403, "Wrong Password")
@@ -472,10 +487,12 @@ class GbServer:
 
     async def _after_register(self, device_id: str) -> None:
         await asyncio.sleep(0.2)
+        # both at once: firmware that never answers DeviceInfo must not hold the catalog up for query_timeout
+        await asyncio.gather(self._query_quietly(device_id, "DeviceInfo"), self._query_quietly(device_id, "Catalog"))
+
+    async def _query_quietly(self, device_id: str, cmd_type: str) -> None:
         with contextlib.suppress(TimeoutError, LookupError):
-            await self.query(device_id, "DeviceInfo")
-        with contextlib.suppress(TimeoutError, LookupError):
-            await self.query(device_id, "Catalog")
+            await self.query(device_id, cmd_type)
 
     # ---- MESSAGE / NOTIFY ------------------------------------------------------------------------------------
     def _doc(self, msg: SipMessage, peer: Peer) -> Manscdp | None:
@@ -509,11 +526,17 @@ class GbServer:
         if doc.cmd_type == "Keepalive":
             self.stats["keepalives"] += 1
             if st.status != ONLINE:
-                self._set_status(st, ONLINE, "keepalive")
+                self._back_online(st, "keepalive")
             return
         if st.status != ONLINE:
-            self._set_status(st, ONLINE, "message")
+            self._back_online(st, "message")
         self._content(st, doc)
+
+    def _back_online(self, st: DevState, reason: str) -> None:
+        """Online again without a new registration: its channels went offline with it, so ask for its catalog."""
+        self._set_status(st, ONLINE, reason)
+        if self.config.query_on_register:
+            self._spawn(self._query_quietly(st.device_id, "Catalog"))
 
     def _notify(self, msg: SipMessage, peer: Peer) -> None:
         doc = self._doc(msg, peer)

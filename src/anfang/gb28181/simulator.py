@@ -40,6 +40,7 @@ class SimDevice:
     registered: bool = False
     answer_subscribe: bool = True
     answer_queries: bool = True
+    silent: set[str] = field(default_factory=set)  # query CmdTypes this device's firmware never answers
     peer: Peer | None = None
     call_id: str = ""
     from_tag: str = ""
@@ -287,7 +288,7 @@ class Simulator:
             doc = parse_manscdp(msg.body, msg.get("content-type"))
         except ValueError:
             return
-        if doc.root == "Query" and dev.answer_queries:
+        if doc.root == "Query" and dev.answer_queries and doc.cmd_type not in dev.silent:
             self._spawn(self._answer(dev, doc.cmd_type, doc.sn))
 
     async def _answer(self, dev: SimDevice, cmd: str, sn: str) -> None:

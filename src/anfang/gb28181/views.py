@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, false, func, or_, select, true
 
@@ -130,6 +131,47 @@ def api_detail(request: Request, p: CurrentPrincipal, pk: int) -> dict[str, Any]
     return _detail_json(device_detail(request.app.state.store, p, pk), _live(request))
 
 
+def _trace_json(store: Store, p: Principal, pk: int) -> dict[str, Any]:
+    from anfang.gb28181 import trace
+
+    if p.role not in MANAGERS:
+        raise Forbidden("仅管理员可查看信令跟踪 / only administrators see SIP traces")
+    dev = device_detail(store, p, pk)["device"]
+    req = trace.trace_request(store, dev.device_id)
+    return {"device_id": dev.device_id,
+            "until": req.until.isoformat() if req is not None else None,
+            "items": [{"id": e.id, "at": e.at.isoformat(), "direction": e.direction, "transport": e.transport,
+                       "addr": e.addr, "summary": e.summary, "text": e.text}
+                      for e in trace.trace_entries(store, dev.device_id)]}
+
+
+class TraceIn(BaseModel):
+    minutes: float = Field(30.0, ge=1, le=1440, description="跟踪分钟数")
+    keep: int = Field(200, ge=10, le=1000, description="保留最近多少条")
+
+
+def start_device_trace(store: Store, p: Principal, pk: int, body: TraceIn) -> dict[str, Any]:
+    from anfang.gb28181 import trace
+    from anfang.security import audit
+
+    if p.role not in MANAGERS:
+        raise Forbidden("仅管理员可开始信令跟踪 / only administrators start SIP traces")
+    dev = device_detail(store, p, pk)["device"]
+    until = trace.start_trace(store, dev.device_id, minutes=body.minutes, keep=body.keep, by=p.username)
+    audit.record(store, p, "gb28181.trace", "device", [dev.device_id], f"minutes={body.minutes:g}")
+    return {"device_id": dev.device_id, "until": until.isoformat()}
+
+
+@api.get("/{pk}/trace", summary="设备信令跟踪（最近的 SIP 消息）/ the device's SIP trace")
+def api_trace(request: Request, p: CurrentPrincipal, pk: int) -> dict[str, Any]:
+    return _trace_json(request.app.state.store, p, pk)
+
+
+@api.post("/{pk}/trace", summary="开始信令跟踪 / start recording the device's SIP messages")
+def api_trace_start(request: Request, p: CurrentPrincipal, pk: int, body: TraceIn) -> dict[str, Any]:
+    return start_device_trace(request.app.state.store, p, pk, body)
+
+
 class DeviceIn(BaseModel):
     device_id: str = Field(description="20 位国标编码")
     name: str = ""
@@ -176,6 +218,12 @@ _T = {
     "civil_code": ("行政区划", "Civil code"), "all": ("全部", "All"), "search": ("查询", "Search"),
     "total": ("共", "Total"), "none": ("暂无", "none"), "online_count": ("在线", "Online"),
     "type": ("类型", "Type"), "shared": ("共享上级", "Shared"),
+    "trace": ("信令跟踪", "SIP trace"), "trace_start": ("开始跟踪 30 分钟", "Record 30 minutes"),
+    "trace_until": ("跟踪至", "Recording until"), "trace_help": (
+        "记录该设备收发的 SIP 消息（注册、鉴权、拒绝原因、心跳、查询），用于排查接入故障；命令行：anfang gb28181 trace",
+        "Records the SIP messages to and from this device (register, digest, refusal reasons, keepalives, queries) "
+        "to find out why it fails; command line: anfang gb28181 trace"),
+    "in": ("设备→平台", "device→platform"), "out": ("平台→设备", "platform→device"),
 }
 
 
@@ -204,8 +252,24 @@ def mount(app: FastAPI) -> None:
     async def device_page(request: Request, p: CurrentPrincipal, pk: int) -> HTMLResponse:
         detail = await run_in_threadpool(device_detail, request.app.state.store, p, pk)
         data = _detail_json(detail, _live(request))
+        trace = None
+        if p.role in MANAGERS:
+            trace = await run_in_threadpool(_trace_json, request.app.state.store, p, pk)
+            tz = ZoneInfo(request.app.state.settings.monitor_timezone)
+            for e in trace["items"]:
+                e["local"] = datetime.fromisoformat(e["at"]).astimezone(tz).strftime("%m-%d %H:%M:%S.%f")[:-3]
+            trace["zone"] = tz.key
         return await run_in_threadpool(render, request, "gb_device.html", p, nav="devices", g=g(request), d=data,
-                                       type_name=_type_name)
+                                       type_name=_type_name, trace=trace)
+
+    @pages.post("/devices/{pk}/trace")
+    def device_trace_start(request: Request, p: CurrentPrincipal, pk: int, csrf_token: str = Form(""),
+                           minutes: float = Form(30.0)) -> RedirectResponse:
+        from anfang.web.views import check_csrf
+
+        check_csrf(request, csrf_token)
+        start_device_trace(request.app.state.store, p, pk, TraceIn(minutes=max(1.0, min(minutes, 1440.0))))
+        return RedirectResponse(f"/devices/{pk}#trace", 303)
 
     app.include_router(api)
     app.include_router(pages)
