@@ -48,6 +48,11 @@ class DeviceService:
                 s.add(dev)
             for key, value in fields.items():
                 setattr(dev, key, value)
+            if ({"community_code", "address_id"} & set(fields)
+                    and not {"police_area_id", "grid_id"} & set(fields)):
+                from anfang.devices.placement import fill_jurisdiction
+
+                fill_jurisdiction(s, dev)  # given a community or an address: 警务区 and grid follow
             s.flush()
             return dev
 

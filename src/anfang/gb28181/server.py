@@ -280,6 +280,9 @@ class GbServer:
             elif kind == "channels":
                 flush_statuses()
                 self.devices_svc.upsert_channels(PROTOCOL, op[1], op[2])
+                from anfang.devices.placement import propose_from_catalog
+
+                propose_from_catalog(self.store, op[1], op[2])  # an unplaced device's own CivilCode / Address / point
             elif kind == "alarm":
                 with self.store.session() as s:
                     s.add(GbAlarm(**op[1]))

@@ -61,6 +61,7 @@ KINDS: dict[str, KindSpec] = {
                          ("AppearTime", "MarkTime", "LocationMarkTime")),
 }
 BY_PATH = {spec.path: spec for spec in KINDS.values()}
+PLACE_TTL = 60.0  # seconds a device's place is cached for its captures (placement may change in the console)
 _TIME_FIELDS = {"LocationMarkTime", "FaceAppearTime", "FaceDisAppearTime", "PersonAppearTime", "PersonDisAppearTime",
                 "AppearTime", "DisappearTime", "MarkTime", "PassTime", "ShotTime"}
 
@@ -570,6 +571,7 @@ class Sessions:
         self._seen: dict[str, float] = {}  # device id → wall-clock time of the last register / keepalive
         self.trusted: set[str] = set()  # ids always accepted (our upper 视图库 when cascading)
         self.places: dict[str, tuple[str | None, int | None, float | None, float | None]] = {}
+        self._place_read: dict[str, float] = {}
 
     def load(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(seconds=self.timeout)
@@ -597,10 +599,12 @@ class Sessions:
     def place(self, device_id: str) -> tuple[str | None, int | None, float | None, float | None]:
         """(community code, address id, longitude, latitude) of a device from the registry, cached."""
         hit = self.places.get(device_id)
-        if hit is None:
+        now = time.monotonic()
+        if hit is None or now - self._place_read.get(device_id, 0.0) > PLACE_TTL:  # placed from the console later
             dev = self.devices.get("viid", device_id)
             hit = (dev.community_code, dev.address_id, dev.longitude, dev.latitude) if dev else (None,) * 4
             self.places[device_id] = hit
+            self._place_read[device_id] = now
         return hit
 
 

@@ -401,6 +401,11 @@ def _save_ape(devices: DeviceService, obj: dict[str, Any]) -> None:
                    port=int(port) if str(port or "").isdigit() else None, longitude=num(obj.get("Longitude")),
                    latitude=num(obj.get("Latitude")), type_code="APE",
                    attributes={"ape": {k: v for k, v in obj.items() if k not in ("Password", "UserId")}})
+    from anfang.devices.placement import propose
+
+    # an APE not placed yet: its PlaceCode (community code), Place (address) or position proposes a place
+    propose(devices.store, "viid", str(obj["ApeID"]), place_code=str(obj.get("PlaceCode") or ""),
+            address_text=str(obj.get("Place") or ""), longitude=obj.get("Longitude"), latitude=obj.get("Latitude"))
 
 
 async def apes_collection(request: Request) -> Response:

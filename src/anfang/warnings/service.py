@@ -130,6 +130,8 @@ class WarningService:
                            grid_id=addr.grid_id, place=addr.full_name, county_code=addr.county_code)
                 out["longitude"] = out["longitude"] if out["longitude"] is not None else addr.lon
                 out["latitude"] = out["latitude"] if out["latitude"] is not None else addr.lat
+        if address_id is None and out.get("police_area_id") is None:
+            self._device_place(s, c, out)
         if out.get("police_area_id") is None and out.get("community_code"):
             # The 警务区 that covers most of the community's addresses.
             row = s.execute(select(Address.police_area_id, func.count()).where(
@@ -148,6 +150,34 @@ class WarningService:
             out["station_id"] = s.scalar(select(PoliceArea.station_id).where(PoliceArea.id == out["police_area_id"]))
         return out
 
+    @staticmethod
+    def _device_place(s: Any, c: Candidate, out: dict[str, Any]) -> None:
+        """The placement of the device that saw it (devices/placement.py); a device nobody has placed yet belongs
+        to the county its id names: the warning goes to that county's duty desk, marked, never to nobody."""
+        from anfang.devices.models import Device
+        from anfang.devices.placement import PLACED, county_of
+        from anfang.registry.models import Region
+
+        source = c.source or (c.event.source if c.event else "")
+        dev = s.execute(select(Device.device_id, Device.community_code, Device.police_area_id, Device.grid_id,
+                               Device.placement).where(Device.device_id == source)
+                        .order_by(Device.placement.desc()).limit(1)).first()
+        if dev is None:
+            return
+        if dev.community_code:
+            out["community_code"] = out.get("community_code") or dev.community_code
+            if out["community_code"] == dev.community_code:
+                out["police_area_id"], out["grid_id"] = dev.police_area_id, dev.grid_id
+            if dev.placement != PLACED:
+                out["unplaced_device"] = dev.placement
+            return
+        if out.get("community_code"):
+            return
+        county = county_of(dev.device_id, None)
+        if county and s.scalar(select(Region.code).where(Region.code == county, Region.level == "county")):
+            out["county_code"] = county
+        out["unplaced_device"] = "unplaced"
+
     def raise_warning(self, c: Candidate) -> dict[str, Any] | None:
         """A new warning (returned as a view, to be pushed), or None when folded into an open duplicate."""
         at = c.at or (c.event.at if c.event else utcnow())
@@ -160,10 +190,18 @@ class WarningService:
                 open_one.last_hit_at = max(at, open_one.last_hit_at)
                 return None
             loc = self._locate(s, c)
-            w = Warning(uid=new_event_id(), rule=c.rule, category=c.category, title=c.title[:200],
+            title = c.title
+            data = dict(c.data)
+            unplaced = loc.pop("unplaced_device", None)
+            if unplaced:  # shown on the warning; the county duty desk receives it (recipients)
+                data["unplaced_device"] = True
+                data["placement"] = unplaced
+            if unplaced == "unplaced":
+                title = f"【设备未安置】{c.title}"
+            w = Warning(uid=new_event_id(), rule=c.rule, category=c.category, title=title[:200],
                         severity=c.severity, state="dispatched", source=c.source,
                         event_id=c.event.id if c.event else None, dedup_key=c.dedup_key[:160], hits=1,
-                        notify_roles=",".join(sorted(c.notify_roles | {"police"})), data=c.data, created_at=at,
+                        notify_roles=",".join(sorted(c.notify_roles | {"police"})), data=data, created_at=at,
                         last_hit_at=at, **loc)
             s.add(w)
             s.flush()
@@ -303,6 +341,12 @@ class WarningService:
             conds.append((User.role == Role.grid_worker.value) & (User.grid_id == w["grid_id"]))
         if "property_staff" in roles and w.get("community_code"):
             conds.append((User.role == Role.property_staff.value) & (User.community_code == w["community_code"]))
+        if (w.get("data") or {}).get("unplaced_device") and w.get("police_area_id") is None:
+            # from a device nobody has placed: the county's duty desk (the city's when the county is unknown)
+            if w.get("county_code"):
+                conds.append((User.role == Role.county_admin.value) & (User.county_code == w["county_code"]))
+            else:
+                conds.append(User.role == Role.city_admin.value)
         if not conds:
             return []
         with self.store.session() as s:
