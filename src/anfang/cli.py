@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from anfang.config import Settings, load_settings
+from anfang.config import Settings
 from anfang.doorplates.cli import plates_app as _plates_app
 from anfang.security.roles import Role
 
@@ -61,23 +61,15 @@ class Kind(StrEnum):
 
 
 def _settings(config: Path | None = None, **overrides) -> Settings:  # noqa: ANN003
-    if config is not None:
-        import os
+    from anfang.cliopen import open_settings
 
-        os.environ["ANFANG_CONFIG"] = str(config)
-    settings = load_settings(**overrides)
-    from anfang.security import crypto
-
-    crypto.configure_from_settings(settings)  # data keys of the encrypted columns (before any migration)
-    return settings
+    return open_settings(config, **overrides)  # the data directory's keys included
 
 
 def _store(settings: Settings):  # noqa: ANN202
-    from anfang.store.engine import Store
-    from anfang.store.migrate import upgrade
+    from anfang.cliopen import open_store
 
-    upgrade(settings.database_url)  # type: ignore[arg-type]
-    return Store(settings.database_url)  # type: ignore[arg-type]
+    return open_store(settings)
 
 
 def _progress() -> Progress:

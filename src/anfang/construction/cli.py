@@ -15,7 +15,8 @@ Config = Annotated[Path | None, typer.Option("--config", help="配置文件 / TO
 
 
 def _open(config: Path | None, data_dir: Path | None):  # noqa: ANN202
-    from anfang.cli import _settings, _store
+    from anfang.cliopen import open_settings as _settings
+    from anfang.cliopen import open_store as _store
 
     settings = _settings(config, data_dir=data_dir)
     return settings, _store(settings)

@@ -14,7 +14,8 @@ DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="数据目�
 
 
 def _service(data_dir: Path | None):  # noqa: ANN202
-    from anfang.cli import _settings, _store
+    from anfang.cliopen import open_settings as _settings
+    from anfang.cliopen import open_store as _store
     from anfang.doorplates.service import DoorplateService
     from anfang.doorplates.tokens import load_keyring
 
@@ -55,7 +56,7 @@ def sheet(code: Annotated[str, typer.Argument(help="小区/村代码或楼栋地
 @plates_app.command("rotate-key")
 def rotate_key(data_dir: DataDirOpt = None) -> None:
     """新增签名密钥并启用；已印门牌仍然有效 / add a signing key; printed plates stay valid."""
-    from anfang.cli import _settings
+    from anfang.cliopen import open_settings as _settings
     from anfang.doorplates.tokens import ENV_KEYS, load_keyring
 
     settings = _settings(data_dir=data_dir)

@@ -75,11 +75,10 @@ def trace(device_id: Annotated[str, typer.Argument(help="设备国标编码 / de
     import time as _time
     from zoneinfo import ZoneInfo
 
-    from anfang.cli import _settings, _store
+    from anfang.cliopen import open_data
     from anfang.gb28181 import trace as tr
 
-    settings = _settings(config, data_dir=data_dir)
-    store = _store(settings)
+    settings, store = open_data(data_dir, config)
     tz = ZoneInfo(settings.monitor_timezone)
     if stop:
         tr.stop_trace(store, device_id)

@@ -19,7 +19,8 @@ def trace_cmd(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
               config: Annotated[Path | None, typer.Option("--config", help="TOML 配置文件 / config file",
                                                           envvar="ANFANG_CONFIG")] = None) -> None:
     """泄露溯源：指出文件的导出人、时间和请求号 / trace a leaked file to its exporter (exit 1: not traced)."""
-    from anfang.cli import _settings, _store
+    from anfang.cliopen import open_settings as _settings
+    from anfang.cliopen import open_store as _store
     from anfang.security import audit
     from anfang.security.scope import Principal
     from anfang.security.trace import trace_file
