@@ -92,6 +92,7 @@ class DevState:
     offline_since: float | None = None
     warned: bool = False
     known: bool = True  # row exists (or is queued) in the database
+    resync: bool = False  # its clock is off: its next keepalive is answered 404 so it registers (and syncs) again
 
 
 @dataclass(slots=True)
@@ -141,7 +142,10 @@ class GbServer:
         self.message_hooks: list[Callable[[SipMessage, Peer, Manscdp], bool]] = []
         self.stats = {"registered": 0, "keepalives": 0, "challenges": 0, "rejected": 0, "alarms": 0}
         self._writer_idle = asyncio.Event()
+        from anfang.devices.clock import ClockWatch
         from anfang.gb28181.trace import TraceRecorder
+
+        self.clocks = ClockWatch(store)
 
         self.tracer = TraceRecorder(store, self.endpoint, poll=config.trace_poll)
 
@@ -288,6 +292,8 @@ class GbServer:
                     s.add(GbAlarm(**op[1]))
             elif kind == "touch":
                 self.devices_svc.touch_many(PROTOCOL, op[1])
+            elif kind == "clock":
+                self.clocks.record(op[1])
         flush_statuses()
         if updates:
             with self.store.session() as s:
@@ -521,6 +527,11 @@ class GbServer:
         if st is None or not st.registered or (st.peer is not None and st.peer.addr[0] != peer.addr[0]):
             self.endpoint.reply(msg, msg.response(404 if doc.cmd_type == "Keepalive" else 403), peer)
             return
+        if st.resync and doc.cmd_type == "Keepalive":
+            # GB/T 28181 devices set their clock from the Date of the 200 to REGISTER: make it register again
+            st.resync, st.registered = False, False
+            self.endpoint.reply(msg, msg.response(404, "Register Again"), peer)
+            return
         self.endpoint.reply(msg, msg.response(200), peer)
         now = time.monotonic()
         st.last_seen, st.last_seen_wall, st.dirty = now, datetime.now(UTC), True
@@ -594,6 +605,7 @@ class GbServer:
         self.stats["alarms"] += 1
         fields = alarm_fields(doc)
         at = datetime.fromisoformat(fields["alarm_time"]) if fields["alarm_time"] else datetime.now(UTC)
+        self._clock(st, at if fields["alarm_time"] else None)
         event = Event(kind=EventKind.alarm, source=doc.device_id or st.device_id, at=at, node_id=self.config.node_id,
                       longitude=fields["longitude"], latitude=fields["latitude"],
                       data={"protocol": PROTOCOL, "device_id": st.device_id, "name": st.name, **fields})
@@ -609,6 +621,13 @@ class GbServer:
         if st.peer is not None:
             body = build("Response", "Alarm", doc.sn, doc.device_id, [("Result", "OK")])
             self._spawn(self._send_quietly(st, body))
+
+    def _clock(self, st: DevState, device_time: datetime | None) -> None:
+        """Device time (alarm, DeviceStatus) against now: flag a clock that is off, and re-sync it."""
+        reading = self.clocks.observe(PROTOCOL, st.device_id, device_time)
+        if reading is not None:
+            self._queue("clock", reading)
+        st.resync = self.clocks.is_off(PROTOCOL, st.device_id)
 
     async def _send_quietly(self, st: DevState, body: bytes) -> None:
         with contextlib.suppress(TimeoutError, LookupError):
@@ -648,6 +667,9 @@ class GbServer:
             self._queue("update", st.device_id, fields)
         elif doc.cmd_type == "DeviceStatus":
             self._queue("update", st.device_id, {"attributes": {"device_status": result}})
+            from anfang.gb28181.manscdp.xml import parse_time
+
+            self._clock(st, parse_time(result.get("DeviceTime")))
         if fut is not None and not fut.done():
             fut.set_result(result)
 

@@ -11,13 +11,14 @@ import itertools
 import random
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
 from anfang.gb28181.ids import make_gb_id
 from anfang.gb28181.manscdp import build, catalog_item_xml, parse_manscdp
-from anfang.gb28181.manscdp.xml import CONTENT_TYPE, format_time
+from anfang.gb28181.manscdp.xml import CONTENT_TYPE, format_time, parse_time
 from anfang.gb28181.sip.auth import authorization_header
 from anfang.gb28181.sip.message import SipMessage, parse_auth
 from anfang.gb28181.sip.transport import Peer, SipEndpoint, new_tag
@@ -41,6 +42,7 @@ class SimDevice:
     answer_subscribe: bool = True
     answer_queries: bool = True
     silent: set[str] = field(default_factory=set)  # query CmdTypes this device's firmware never answers
+    clock_offset: float = 0.0  # seconds the device's clock is off (set from the Date of each 200 to REGISTER)
     peer: Peer | None = None
     call_id: str = ""
     from_tag: str = ""
@@ -150,6 +152,9 @@ class Simulator:
                                                   password=password or dev.password, method="REGISTER", uri=uri)
                 continue
             if resp.status == 200:
+                synced = parse_time(resp.get("date"))
+                if synced is not None:  # GB/T 28181 9.10: the device sets its clock from the Date of the 200
+                    dev.clock_offset = (synced - datetime.now(UTC)).total_seconds()
                 dev.registered = expires > 0
                 dev.running = expires > 0
                 dev.registrations += 1
@@ -240,8 +245,9 @@ class Simulator:
     async def alarm(self, dev: SimDevice, *, channel: int = 0, priority: int = 1, method: int = 5,
                     alarm_type: int = 2, description: str = "周界入侵报警") -> int:
         source = dev.channels[channel]["channel_id"] if dev.channels else dev.device_id
+        device_time = datetime.now(UTC) + timedelta(seconds=dev.clock_offset)
         body = build("Notify", "Alarm", next(self._sn), source, [
-            ("AlarmPriority", priority), ("AlarmMethod", method), ("AlarmTime", format_time()),
+            ("AlarmPriority", priority), ("AlarmMethod", method), ("AlarmTime", format_time(device_time)),
             ("AlarmDescription", description), ("Longitude", "117.6358"), ("Latitude", "26.2634"),
             ("Info", [("AlarmType", alarm_type)])])
         dev.alarms_sent += 1
@@ -307,7 +313,7 @@ class Simulator:
         elif cmd == "DeviceStatus":
             bodies.append(build("Response", "DeviceStatus", sn, dev.device_id, [
                 ("Result", "OK"), ("Online", "ONLINE"), ("Status", "OK"), ("Encode", "ON"), ("Record", "OFF"),
-                ("DeviceTime", format_time())]))
+                ("DeviceTime", format_time(datetime.now(UTC) + timedelta(seconds=dev.clock_offset)))]))
         elif cmd == "RecordInfo":
             bodies.append(build("Response", "RecordInfo", sn, dev.device_id, [
                 ("Name", dev.name), ("SumNum", 0), ("RecordList", ({"Num": 0}, []))]))

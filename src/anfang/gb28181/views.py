@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, false, func, or_, select, true
 
 from anfang.core.errors import Forbidden, NotFound
+from anfang.devices.clock import clock_label
 from anfang.devices.models import Channel, Device, DeviceStatusChange
 from anfang.devices.placement import county_condition
 from anfang.gb28181.ids import GbIdError, parse_gb_id
@@ -73,7 +74,7 @@ def _device_dict(dev: Device, live: dict[str, Any], channels: int | None = None)
             "review": dev.review, "transport": dev.transport, "host": dev.host, "port": dev.port,
             "manufacturer": dev.manufacturer, "model": dev.model, "firmware": dev.firmware,
             "community_code": dev.community_code, "address_id": dev.address_id, "placement": dev.placement,
-            "police_area_id": dev.police_area_id, "grid_id": dev.grid_id,
+            "police_area_id": dev.police_area_id, "grid_id": dev.grid_id, "clock": clock_label(dev.attributes),
             "last_seen": seen.isoformat() if seen else None,
             "registered_at": dev.registered_at.isoformat() if dev.registered_at else None,
             "longitude": dev.longitude, "latitude": dev.latitude, "channels": channels}
@@ -277,7 +278,8 @@ _T = {
     "civil_code": ("行政区划", "Civil code"), "all": ("全部", "All"), "search": ("查询", "Search"),
     "total": ("共", "Total"), "none": ("暂无", "none"), "online_count": ("在线", "Online"),
     "type": ("类型", "Type"), "shared": ("共享上级", "Shared"),
-    "trace": ("信令跟踪", "SIP trace"), "trace_start": ("开始跟踪 30 分钟", "Record 30 minutes"),
+    "clock": ("时钟", "Clock"), "trace": ("信令跟踪", "SIP trace"),
+    "trace_start": ("开始跟踪 30 分钟", "Record 30 minutes"),
     "trace_until": ("跟踪至", "Recording until"), "trace_help": (
         "记录该设备收发的 SIP 消息（注册、鉴权、拒绝原因、心跳、查询），用于排查接入故障；命令行：anfang gb28181 trace",
         "Records the SIP messages to and from this device (register, digest, refusal reasons, keepalives, queries) "

@@ -88,6 +88,8 @@ class Prepared:
     body: dict[str, Any]
     images: list[tuple[dict[str, Any], CheckedImage]] = field(default_factory=list)
     standalone_image: bool = False  # an ImageObject of /VIID/Images (no capture row)
+    # sub-images refused (too large, not an image) while the rest of the object was kept: (ImageID, reason)
+    refused: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -144,14 +146,19 @@ def prepare(kind: str, obj: Any, *, max_image: int) -> Prepared:
         shot_at = ids.parse_time(object_id[22:36]) or datetime.now(UTC)
     plate = ids.normalize_plate(obj.get("PlateNo")) or None
     body = dict(obj)
-    images = _prepare_sub_images(body, object_id, device_id, shot_at, max_image=max_image)
+    refused: list[tuple[str, str]] = []
+    images = _prepare_sub_images(body, object_id, device_id, shot_at, max_image=max_image, refused=refused)
     id_number = _code(obj.get("IDNumber"))
     return Prepared(kind, object_id, source_id, device_id, shot_at, plate, plate_color, gender, id_number, body,
-                    images)
+                    images, refused=refused)
 
 
 def _prepare_sub_images(body: dict[str, Any], object_id: str, device_id: str, shot_at: datetime, *,
-                        max_image: int) -> list[tuple[dict[str, Any], CheckedImage]]:
+                        max_image: int, refused: list[tuple[str, str]] | None = None
+                        ) -> list[tuple[dict[str, Any], CheckedImage]]:
+    """The object's sub-images, checked. A sub-image that is too large or no image is left out and listed in
+    ``refused`` (the object and its other images are kept: an 8 MB scene must not cost the face crop); when no image
+    with data is left, or without a ``refused`` list, the whole object is refused."""
     sub = body.get("SubImageList")
     if sub in (None, "", {}):
         return []
@@ -162,6 +169,7 @@ def _prepare_sub_images(body: dict[str, Any], object_id: str, device_id: str, sh
         raise BadObject("SubImageList 格式无效 / bad SubImageList", object_id)
     out: list[tuple[dict[str, Any], CheckedImage]] = []
     kept: list[dict[str, Any]] = []
+    bad: list[str] = []
     for n, raw in enumerate(items, 1):
         if not isinstance(raw, dict):
             raise BadObject("SubImageInfoObject 应为对象 / must be an object", object_id)
@@ -176,7 +184,11 @@ def _prepare_sub_images(body: dict[str, Any], object_id: str, device_id: str, sh
         try:
             img = decode_image(data, max_bytes=max_image)
         except BadImage as exc:
-            raise BadObject(f"SubImageInfoObject[{n}]: {exc}", object_id) from None
+            if refused is None:
+                raise BadObject(f"SubImageInfoObject[{n}]: {exc}", object_id) from None
+            refused.append((image_id, f"SubImageInfoObject[{n}]: {exc}"))
+            bad.append(f"SubImageInfoObject[{n}]: {exc}")
+            continue
         if ids.parse_time(meta.get("ShotTime")) is None:
             meta["ShotTime"] = ids.format_time(shot_at)
         meta.setdefault("DeviceID", device_id)
@@ -187,6 +199,8 @@ def _prepare_sub_images(body: dict[str, Any], object_id: str, device_id: str, sh
         meta["StoragePath"] = f"/VIID/Images/{image_id}/Data"
         kept.append(meta)
         out.append((meta, img))
+    if bad and not out:  # nothing usable left: the object as a whole is refused
+        raise BadObject(bad[0], object_id)
     body["SubImageList"] = {"SubImageInfoObject": kept}
     return out
 

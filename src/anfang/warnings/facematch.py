@@ -72,7 +72,7 @@ def make_face_matcher(store: Store, get_image: Callable[[str], bytes], faces: Fa
                     continue
                 best[key] = {"watchlist_id": m.watchlist_id, "watchlist": m.watchlist, "entry_id": m.entry_id,
                              "label": m.label, "person_id": m.person_id, "distance": round(m.distance, 4),
-                             "similarity": round(m.similarity, 4), "photo_path": str(m.photo_path),
+                             "similarity": round(m.similarity, 4),
                              "image": f"/viid/images/{pk}", "face_box": list(f.box), "face_detected": f.detected,
                              "faces_in_capture": detected}
         return sorted(best.values(), key=lambda m: m["distance"])
