@@ -63,6 +63,9 @@ def test_unplaced_camera_warns_the_county_duty_desk_then_follows_its_placement(s
         pk = todo["items"][0]["id"]
         page = c.get("/devices/unplaced")
         assert page.status_code == 200 and "待安置" in page.text and dev_id in page.text
+        # the map to pick from: his county's addresses as dots (and the script that reads the click back)
+        assert 'data-testid="place-map"' in page.text and "/static/placement.js" in page.text
+        assert page.text.count('class="map-addr"') >= 2 and "府西" not in page.text.split("place-map")[1][:20000]
         # placed at a building address of 列东社区: community, 警务区 and grid follow
         with store.session() as s:
             addr = s.scalar(select(Address).where(Address.community_code == LD, Address.level == "building"))

@@ -308,3 +308,44 @@ def import_placements(store: Store, p: Principal, path: Path | str) -> dict[str,
                      f"placed={len(placed)} errors={len(errors)} file={Path(path).name[:60]}")
     return {"total": len(placed) + len(errors), "placed": len(placed), "errors": errors,
             "seconds": round(time.perf_counter() - t0, 3)}
+
+
+# ---- the map on the 待安置 page ------------------------------------------------------------------------------------
+def map_points(store: Store, p: Principal, limit: int = 3000) -> list[tuple[float, float, str, str]]:
+    """(lon, lat, full name, code) of the standard addresses with coordinates an administrator may place devices
+    at: his county's (the city admin's: all), community gates and buildings, at most ``limit``."""
+    cond = [Address.lon.is_not(None), Address.lat.is_not(None), Address.level.in_(("community", "building"))]
+    if p.role is Role.county_admin:
+        cond.append(Address.county_code == (p.county_code or "-"))
+    elif p.role is not Role.city_admin:
+        return []
+    with store.session() as s:
+        rows = s.execute(select(Address.lon, Address.lat, Address.full_name, Address.code).where(*cond)
+                         .order_by(Address.level.desc(), Address.code).limit(limit)).all()
+    return [(float(lon), float(lat), name, code) for lon, lat, name, code in rows]
+
+
+def map_svg(points: list[tuple[float, float, str, str]], width: int = 640) -> str:
+    """The addresses as dots on an equirectangular map (scaled by cos(latitude)), with what the page's script
+    (static/placement.js) needs to turn a click back into longitude / latitude. Empty without points."""
+    from html import escape
+
+    if not points:
+        return ""
+    lon0, lon1 = min(q[0] for q in points), max(q[0] for q in points)
+    lat0, lat1 = min(q[1] for q in points), max(q[1] for q in points)
+    margin = max(lon1 - lon0, lat1 - lat0, 0.004) * 0.1  # room around the outermost addresses
+    lon0, lon1, lat0, lat1 = lon0 - margin, lon1 + margin, lat0 - margin, lat1 + margin
+    k = math.cos(math.radians((lat0 + lat1) / 2))
+    scale = width / ((lon1 - lon0) * k)
+    height = max(120, int((lat1 - lat0) * scale))
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="place-map" '
+           f'data-testid="place-map" data-lon0="{lon0:.6f}" data-lat1="{lat1:.6f}" data-k="{k:.6f}" '
+           f'data-scale="{scale:.3f}" role="img" aria-label="地图选点 / pick a point">',
+           f'<rect x="0" y="0" width="{width}" height="{height}" class="map-bg"/>']
+    for lon, lat, name, code in points:
+        x, y = (lon - lon0) * k * scale, (lat1 - lat) * scale
+        out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" class="map-addr" data-code="{escape(code)}">'
+                   f'<title>{escape(name)}</title></circle>')
+    out.append('<circle cx="-10" cy="-10" r="6" class="map-pick" id="map-pick"/></svg>')
+    return "".join(out)

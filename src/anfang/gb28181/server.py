@@ -93,6 +93,7 @@ class DevState:
     warned: bool = False
     known: bool = True  # row exists (or is queued) in the database
     resync: bool = False  # its clock is off: its next keepalive is answered 404 so it registers (and syncs) again
+    resync_at: float = -1e9  # monotonic time of the last forced re-registration (at most one an hour)
 
 
 @dataclass(slots=True)
@@ -529,7 +530,7 @@ class GbServer:
             return
         if st.resync and doc.cmd_type == "Keepalive":
             # GB/T 28181 devices set their clock from the Date of the 200 to REGISTER: make it register again
-            st.resync, st.registered = False, False
+            st.resync, st.registered, st.resync_at = False, False, time.monotonic()
             self.endpoint.reply(msg, msg.response(404, "Register Again"), peer)
             return
         self.endpoint.reply(msg, msg.response(200), peer)
@@ -627,7 +628,8 @@ class GbServer:
         reading = self.clocks.observe(PROTOCOL, st.device_id, device_time)
         if reading is not None:
             self._queue("clock", reading)
-        st.resync = self.clocks.is_off(PROTOCOL, st.device_id)
+        # a device that ignores the Date is not made to register again and again: once an hour at most
+        st.resync = self.clocks.is_off(PROTOCOL, st.device_id) and time.monotonic() - st.resync_at > 3600
 
     async def _send_quietly(self, st: DevState, body: bytes) -> None:
         with contextlib.suppress(TimeoutError, LookupError):

@@ -297,6 +297,11 @@ _T = {
     "row": ("行号", "Row"), "protocol": ("协议", "Protocol"), "placement": ("安置状态", "Placement"),
     "community": ("社区", "Community"), "place_it": ("安置", "Place"), "address_code": ("地址编码", "address code"),
     "longitude": ("经度", "longitude"), "latitude": ("纬度", "latitude"),
+    "map_pick": ("地图选点", "Pick on the map"),
+    "map_help": ("先点某台设备的“地图选点”，再点地图：点在地址圆点上即选该地址，点在空白处即取该点经纬度"
+                 "（1 公里内最近的地址决定社区、警务区、网格）。",
+                 "Press a device's 'Pick on the map', then click the map: a dot picks that address, elsewhere the "
+                 "point (the nearest address within 1 km gives community, police area, grid)."),
 }
 
 
@@ -322,11 +327,13 @@ def mount(app: FastAPI) -> None:
             online=sum(1 for i in items if i["status"] == "online"), type_name=_type_name, can_place=p.role in MANAGERS)
 
     async def _unplaced_page(request: Request, p: Principal, **extra: Any) -> HTMLResponse:
-        from anfang.devices.placement import list_unplaced
+        from anfang.devices.placement import list_unplaced, map_points, map_svg
 
         rows, total = await run_in_threadpool(list_unplaced, request.app.state.store, p, 1, 200)
+        points = await run_in_threadpool(map_points, request.app.state.store, p)
         return await run_in_threadpool(render, request, "gb_unplaced.html", p, nav="devices", g=g(request),
-                                       items=[_device_dict(d, {}) for d in rows], total=total, **extra)
+                                       items=[_device_dict(d, {}) for d in rows], total=total,
+                                       place_map=map_svg(points), **extra)
 
     @pages.get("/devices/unplaced")
     async def unplaced_page(request: Request, p: CurrentPrincipal, error: str = "") -> HTMLResponse:
