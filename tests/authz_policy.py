@@ -226,6 +226,17 @@ def device_body(ctx: Ctx, role: str, place: str) -> dict[str, Any]:
                      "community_code": "350404001001"}}
 
 
+def placement_body(form: bool) -> Body:
+    """Place the probed device at its own building (列东 1栋 / 府西 1栋): allowed probes change nothing."""
+    def body(ctx: Ctx, role: str, place: str) -> dict[str, Any]:
+        from anfang.registry.models import Address
+
+        with ctx.app.store.session() as s:
+            code = s.scalar(select(Address.code).where(Address.id == _addr(ctx, place, "ld-1")))
+        return {"data": {"address_code": code}} if form else {"json": {"address_code": code}}
+    return body
+
+
 # ---- the table -------------------------------------------------------------------------------------------------
 _R = Rule
 CONFLICT = frozenset({409})
@@ -274,6 +285,11 @@ POLICY: dict[str, Rule] = {
     "GET /api/devices": _R(STAFF),
     "GET /api/devices/{pk}": _R(STAFF, "object"),
     "POST /api/devices": _R(ADMINS, body=device_body),
+    "GET /api/devices/unplaced": _R(ADMINS),
+    "POST /api/devices/{pk}/placement": _R(ADMINS, "object", body=placement_body(False)),
+    "POST /api/devices/placement/import": _R(ADMINS, ok=frozenset({422})),  # the probe sends no file
+    "GET /api/devices/{pk}/trace": _R(ADMINS, "object"),
+    "POST /api/devices/{pk}/trace": _R(ADMINS, "object", body=json_body({"minutes": 5})),
     # early warning
     "GET /api/warnings": _R(ALL),
     "GET /api/warnings/stats": _R(ALL),
@@ -333,6 +349,10 @@ POLICY.update({
     # video devices, GA/T 1400 capture pages, siting
     "GET /devices": _R(STAFF),
     "GET /devices/{pk}": _R(STAFF, "object"),
+    "GET /devices/unplaced": _R(ADMINS),
+    "POST /devices/{pk}/placement": _R(ADMINS, "object", body=placement_body(True)),
+    "POST /devices/placement/import": _R(ADMINS, body=form_body({})),  # no file: the page says so
+    "POST /devices/{pk}/trace": _R(ADMINS, "object", body=form_body({"minutes": "5"})),
     "GET /viid/captures": _R(OFFICERS),
     "GET /viid/images/{pk}": _R(OFFICERS, ok=frozenset({404})),  # no capture in this world: 404 for officers
     "GET /viid/apes": _R(OFFICERS),

@@ -197,3 +197,31 @@ def test_verification_with_confirm_and_language_switch(page, server: Server) -> 
     assert page.locator("h1").first.inner_text().startswith("Person")
     page.goto(server.base + "/")
     assert "Registry dashboard" in page.locator("h1").first.inner_text()
+
+
+def test_county_admin_places_a_device_by_clicking_the_map(page, server: Server) -> None:
+    """待安置 (issue 18): the device's 地图选点 button, a click on an address dot, 安置 — placed at that address."""
+    from anfang.devices.models import Device
+    from anfang.devices.service import DeviceService
+
+    store = Store(server.db_url)
+    try:
+        with store.session() as s:
+            county = s.scalar(select(User.county_code).where(User.username == server.logins["county_admin"][0]))
+        device_id = f"{county}00001329990001"
+        DeviceService(store).upsert("gb28181", device_id, name="自注册摄像机", review="pending")
+        log_in(page, server, "county_admin")
+        page.goto(server.base + "/devices/unplaced")
+        row = page.locator(f"tr:has-text('{device_id}')")
+        row.locator("[data-pick]").click()
+        dot = page.locator("[data-testid=place-map] circle.map-addr").first
+        dot.click()
+        assert row.locator("input[name=address_code]").input_value() == dot.get_attribute("data-code")
+        row.locator("button[type=submit]").click()
+        page.wait_for_url(server.base + "/devices/unplaced")
+        assert page.locator(f"tr:has-text('{device_id}')").count() == 0
+        with store.session() as s:
+            dev = s.scalar(select(Device).where(Device.device_id == device_id))
+            assert dev.placement == "placed" and dev.address_id is not None and dev.police_area_id is not None
+    finally:
+        store.dispose()

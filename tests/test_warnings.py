@@ -100,7 +100,7 @@ def test_lifecycle_dedup_routing_escalation(store) -> None:
         fx_p = principal_of(fx, "test")
     ev = Event(kind=EventKind.sensor_reading, source="smoke-1", at=T0, address_id=w.addr["ld-101"])
     c = Candidate(rule="smoke.alarm", category="sensor", title="烟感报警", source="smoke-1",
-                  dedup_key="smoke.alarm:smoke-1", severity=1, event=ev,
+                  dedup_key="smoke.alarm:smoke-1", severity=1, event=ev, at=T0,  # received at T0
                   notify_roles=frozenset({"police", "grid_worker", "property_staff"}))
     v = svc.raise_warning(c)
     assert v is not None and v["state"] == "dispatched" and v["police_area_id"] == w.police_area["LD-1"]

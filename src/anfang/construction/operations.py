@@ -194,6 +194,12 @@ def fault_signals(store: Store, now: datetime | None = None, scope: ColumnElemen
         if isinstance(days, int | float) and not isinstance(days, bool) and days < rules.min_retention_days:
             out.append(Signal(d.id, d.device_id, d.name, d.community_code, "retention",
                               f"录像存储 {days:g} 天，少于 {rules.min_retention_days} 天", who))
+        clock = (d.attributes or {}).get("clock") or {}
+        if clock.get("off"):  # devices/clock.py: shot times off by more than the tolerance
+            from anfang.devices.clock import clock_label
+
+            out.append(Signal(d.id, d.device_id, d.name, d.community_code, "clock",
+                              clock_label(d.attributes) or "时钟偏差", who))
     out += stalled_cameras(store, now, scope=scope)
     return out
 

@@ -35,6 +35,11 @@ class Device(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # registration expiry
     community_code: Mapped[str | None] = mapped_column(String(12), index=True)
     address_id: Mapped[int | None] = mapped_column(ForeignKey("addresses.id"))
+    # placement (devices/placement.py): the 警务区 and grid follow the address / community / map point
+    police_area_id: Mapped[int | None] = mapped_column(ForeignKey("police_areas.id"), index=True)
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"), index=True)
+    placement: Mapped[str] = mapped_column(String(16), default="unplaced", server_default="unplaced",
+                                           index=True)  # unplaced | pending (from the device's fields) | placed
     place: Mapped[str | None] = mapped_column(String(32))  # place category (community entrance, perimeter, ...)
     longitude: Mapped[float | None] = mapped_column(Float)
     latitude: Mapped[float | None] = mapped_column(Float)

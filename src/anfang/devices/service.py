@@ -48,6 +48,11 @@ class DeviceService:
                 s.add(dev)
             for key, value in fields.items():
                 setattr(dev, key, value)
+            if ({"community_code", "address_id"} & set(fields)
+                    and not {"police_area_id", "grid_id"} & set(fields)):
+                from anfang.devices.placement import fill_jurisdiction
+
+                fill_jurisdiction(s, dev)  # given a community or an address: 警务区 and grid follow
             s.flush()
             return dev
 
@@ -68,6 +73,8 @@ class DeviceService:
             previous = dev.status
             dev.status = status
             s.add(DeviceStatusChange(device_pk=dev.id, at=at, status=status, reason=reason))
+            if status == OFFLINE:
+                _channels_offline(s, [dev.id])
             event = Event(kind=EventKind.device_status, source=device_id, at=at, node_id=self.node_id,
                           community_code=dev.community_code, address_id=dev.address_id, longitude=dev.longitude,
                           latitude=dev.latitude,
@@ -91,6 +98,7 @@ class DeviceService:
                     devs[device_id] = Device(protocol=protocol, device_id=device_id, attributes={}, **fields)
                     s.add(devs[device_id])
             s.flush()
+            gone: list[int] = []
             for device_id, status, reason, at in changes:
                 dev = devs.get(device_id)
                 if dev is None or status not in (ONLINE, OFFLINE, UNKNOWN):
@@ -101,11 +109,14 @@ class DeviceService:
                     continue
                 previous, dev.status = dev.status, status
                 s.add(DeviceStatusChange(device_pk=dev.id, at=at, status=status, reason=reason))
+                if status == OFFLINE:
+                    gone.append(dev.id)
                 events.append(Event(kind=EventKind.device_status, source=device_id, at=at, node_id=self.node_id,
                                     community_code=dev.community_code, address_id=dev.address_id,
                                     longitude=dev.longitude, latitude=dev.latitude,
                                     data={"protocol": protocol, "status": status, "previous": previous,
                                           "reason": reason, "name": dev.name}))
+            _channels_offline(s, gone)
         return events
 
     def touch_many(self, protocol: str, last_seen: dict[str, datetime]) -> None:
@@ -172,6 +183,16 @@ class DeviceService:
         """Uptime of each UTC day from ``first_day`` (midnight) on."""
         day0 = first_day.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         return [self.uptime(device_pk, day0 + timedelta(days=i), day0 + timedelta(days=i + 1)) for i in range(days)]
+
+
+def _channels_offline(s: Any, device_pks: list[int]) -> None:
+    """A device that goes offline takes its channels with it (a channel cannot be seen through a dead NVR); they
+    come back with the device's next catalog, which the adapters ask for when it is online again."""
+    from sqlalchemy import update
+
+    for i in range(0, len(device_pks), 500):
+        s.execute(update(Channel).where(Channel.device_pk.in_(device_pks[i:i + 500]), Channel.status != OFFLINE)
+                  .values(status=OFFLINE).execution_options(synchronize_session=False))
 
 
 def online_share(initial: str | None, changes: list[tuple[datetime, str]], start: datetime, end: datetime) -> float:

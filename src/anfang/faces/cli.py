@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -18,16 +17,11 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML 配置文
 
 
 def _service(data_dir: Path | None, config: Path | None):  # noqa: ANN202
-    from anfang.config import load_settings
+    from anfang.cliopen import open_data
     from anfang.faces.service import FaceWatchlistService
-    from anfang.store.engine import Store
-    from anfang.store.migrate import upgrade
 
-    if config is not None:
-        os.environ["ANFANG_CONFIG"] = str(config)
-    settings = load_settings(**({"data_dir": data_dir} if data_dir is not None else {}))
-    upgrade(settings.database_url)  # type: ignore[arg-type]
-    return FaceWatchlistService(Store(settings.database_url), settings.data_dir)  # type: ignore[arg-type]
+    settings, store = open_data(data_dir, config)  # the data directory's keys: the server decrypts what we write
+    return FaceWatchlistService(store, settings.data_dir)  # type: ignore[arg-type]
 
 
 @faces_app.command("enrol")

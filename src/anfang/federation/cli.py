@@ -17,36 +17,31 @@ from rich.table import Table
 fed_app = typer.Typer(help="级联汇聚 / tiered platforms (community → county → city)", no_args_is_help=True)
 console = Console()
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML 配置文件 / config file", envvar="ANFANG_CONFIG")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="数据目录 / data directory")]
 
 
-def _settings(config: Path | None):  # noqa: ANN202
-    import os
+def _settings(config: Path | None, data_dir: Path | None = None):  # noqa: ANN202
+    from anfang.cliopen import open_settings
 
-    from anfang.config import load_settings
-
-    if config is not None:
-        os.environ["ANFANG_CONFIG"] = str(config)
-    return load_settings()
+    return open_settings(config, data_dir=data_dir)  # the data directory's keys included
 
 
 def _service(settings):  # noqa: ANN001, ANN202
+    from anfang.cliopen import open_store
     from anfang.federation.links import children_of, parents_of
     from anfang.federation.service import FederationService
-    from anfang.store.engine import Store
-    from anfang.store.migrate import upgrade
 
-    upgrade(settings.database_url)
-    return FederationService(Store(settings.database_url), node_id=settings.node_id, role=settings.role.value,
+    return FederationService(open_store(settings), node_id=settings.node_id, role=settings.role.value,
                              parents=parents_of(settings), children=children_of(settings))
 
 
 @fed_app.command("forward")
-def forward(config: ConfigOpt = None) -> None:
+def forward(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """运行上联转发进程（与 serve 分开）/ run this node's forwarders as their own process."""
     from anfang.federation.forwarder import Forwarder, make_transport
     from anfang.viid.images import SegmentImageStore
 
-    settings = _settings(config)
+    settings = _settings(config, data_dir)
     svc = _service(settings)
     if not svc.parents:
         console.print("本节点未配置上级 / no federation_parents configured")
@@ -72,9 +67,9 @@ def forward(config: ConfigOpt = None) -> None:
 
 
 @fed_app.command("status")
-def status(config: ConfigOpt = None) -> None:
+def status(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """上联状态与下级汇总 / uplink state and the nodes below."""
-    settings = _settings(config)
+    settings = _settings(config, data_dir)
     svc = _service(settings)
     t = Table(title=f"{settings.node_id} ({settings.role.value}) 上联 / uplinks")
     for col in ("parent", "transport", "connected", "backlog", "oldest_pending", "lag_s", "sent", "last_error"):
@@ -95,9 +90,10 @@ def status(config: ConfigOpt = None) -> None:
 
 @fed_app.command("purge")
 def purge(parent: Annotated[str, typer.Argument(help="上级节点编号 / parent node id")], config: ConfigOpt = None,
+          data_dir: DataDirOpt = None,
           yes: Annotated[bool, typer.Option("--yes", help="确认 / confirm")] = False) -> None:
     """丢弃欠某上级的待发数据（该上级已从配置移除时）/ drop what is still owed to a parent removed from the config."""
-    settings = _settings(config)
+    settings = _settings(config, data_dir)
     svc = _service(settings)
     n, _ = svc.backlog(parent)
     if not yes:

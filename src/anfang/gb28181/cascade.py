@@ -25,7 +25,7 @@ from anfang.gb28181.host import SipHost
 from anfang.gb28181.manscdp import build, catalog_item_xml
 from anfang.gb28181.manscdp.xml import CONTENT_TYPE, Manscdp
 from anfang.gb28181.sip.auth import authorization_header
-from anfang.gb28181.sip.message import SipMessage, parse_auth
+from anfang.gb28181.sip.message import SipMessage, header_params, parse_auth
 from anfang.gb28181.sip.transport import Peer, new_tag
 
 log = structlog.get_logger(__name__)
@@ -187,8 +187,10 @@ class Cascade:
         if msg.method == "SUBSCRIBE":
             event = (msg.get("event") or "").split(";", 1)[0].strip() or "Catalog"
             expires = msg.get("expires") or "3600"
-            up.subscriptions[event] = {"call_id": msg.call_id, "expires": expires}
-            resp = msg.response(200, to_tag=new_tag())
+            tag = new_tag()
+            up.subscriptions[event] = {"call_id": msg.call_id, "expires": expires, "tag": tag,
+                                       "event": msg.get("event") or event, "from": msg.get("from") or ""}
+            resp = msg.response(200, to_tag=tag)
             resp.add("Expires", expires)
             ep.reply(msg, resp, peer)
             return
@@ -256,23 +258,64 @@ class Cascade:
         ep.reply(msg, msg.response(status), peer)
         log.info("gb28181_upper_control", upper=msg.from_user, channel=channel_id, status=status)
 
-    def _shared_channels(self) -> list[dict[str, Any]]:
+    def _shared_channels(self, device_id: str | None = None) -> list[dict[str, Any]]:
+        """The shared channels (of one device when given); a channel of a device that is not online is offline."""
         from sqlalchemy import select
 
         from anfang.devices.models import Channel, Device
 
+        cond = [Channel.shared.is_(True), Device.protocol == "gb28181", Device.review == "approved"]
+        if device_id is not None:
+            cond.append(Device.device_id == device_id)
         with self.server.store.session() as s:
-            rows = s.execute(select(Channel, Device.community_code).join(Device, Device.id == Channel.device_pk)
-                             .where(Channel.shared.is_(True), Device.protocol == "gb28181",
-                                    Device.review == "approved").order_by(Channel.channel_id)).all()
+            rows = s.execute(select(Channel, Device.community_code, Device.status)
+                             .join(Device, Device.id == Channel.device_pk).where(*cond)
+                             .order_by(Channel.channel_id)).all()
         out = []
-        for ch, community in rows:
+        for ch, community, dev_status in rows:
             out.append({"channel_id": ch.channel_id, "name": ch.name, "manufacturer": ch.manufacturer,
                         "model": ch.model, "civil_code": ch.civil_code or (community or "")[:6] or None,
-                        "address_text": ch.address_text, "parent_id": self.group_id, "status": ch.status,
+                        "address_text": ch.address_text, "parent_id": self.group_id,
+                        "status": ch.status if dev_status == "online" else "offline",
                         "longitude": ch.longitude, "latitude": ch.latitude})
-        self._shared = {c["channel_id"] for c in out}
+        if device_id is None:
+            self._shared = {c["channel_id"] for c in out}
         return out
+
+    # ---- channel state up the cascade
+    def device_status(self, device_id: str, status: str) -> None:
+        """A device went online / offline: uppers subscribed to the catalog get its shared channels' ON / OFF
+        (GB/T 28181-2016 9.6.4 catalog notification), so they do not keep showing a dead camera 在线."""
+        if any(up.registered and "Catalog" in up.subscriptions for up in self.uppers):
+            self.server._spawn(self._notify_status(device_id, status))
+
+    async def _notify_status(self, device_id: str, status: str) -> None:
+        channels = await asyncio.to_thread(self._shared_channels, device_id)
+        if not channels:
+            return
+        event = "ON" if status == "online" else "OFF"
+        items = []
+        for ch in channels:
+            tag, fields = catalog_item_xml({**ch, "status": status})
+            items.append((tag, [*fields, ("Event", event)]))
+        cfg = self.server.config
+        for up in self.uppers:
+            sub = up.subscriptions.get("Catalog")
+            if not up.registered or sub is None:
+                continue
+            for i in range(0, len(items), 20):
+                part = items[i:i + 20]
+                body = build("Notify", "Catalog", next(self._sn), cfg.server_id,
+                             [("DeviceList", ({"Num": len(part)}, part))])
+                peer = up.peer or Peer("UDP", (up.host, up.port))
+                msg = self.server.endpoint.build_request(
+                    "NOTIFY", f"sip:{up.server_id}@{up.host}:{up.port}", from_uri=f"sip:{cfg.server_id}@{cfg.realm}",
+                    to_uri=f"sip:{up.server_id}@{up.realm}", transport=peer.transport, body=body,
+                    content_type=CONTENT_TYPE, call_id=sub["call_id"], from_tag=sub["tag"],
+                    to_tag=header_params(sub["from"]).get("tag") or None, cseq=next(self._sn),
+                    extra=[("Event", sub["event"]), ("Subscription-State", "active")])
+                with contextlib.suppress(TimeoutError, OSError):
+                    await self.server.endpoint.request(msg, peer, timeout=5)
 
     async def _answer(self, up: Upper, doc: Manscdp) -> None:
         cfg = self.server.config

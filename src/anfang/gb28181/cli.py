@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -53,3 +54,59 @@ def simulate(server: Annotated[str, typer.Option(help="SIP 服务器 host:port")
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
+
+
+@gb_app.command("trace")
+def trace(device_id: Annotated[str, typer.Argument(help="设备国标编码 / device id")],
+          minutes: Annotated[float, typer.Option(help="跟踪分钟数 / minutes to record")] = 30.0,
+          keep: Annotated[int, typer.Option(help="保留最近多少条 / messages kept")] = 200,
+          follow: Annotated[bool, typer.Option("--follow/--no-follow",
+                                               help="开始跟踪并持续显示 / start and follow; "
+                                                    "--no-follow 仅显示已记录的")] = True,
+          full: Annotated[bool, typer.Option("--full", help="显示完整报文 / whole messages")] = False,
+          stop: Annotated[bool, typer.Option("--stop", help="停止跟踪 / stop recording")] = False,
+          data_dir: Annotated[Path | None, typer.Option("--data-dir", help="数据目录 / data directory")] = None,
+          config: Annotated[Path | None, typer.Option("--config", help="TOML 配置文件 / config file",
+                                                      envvar="ANFANG_CONFIG")] = None) -> None:
+    """设备信令跟踪：记录并显示该设备最近的 SIP 消息（注册、鉴权、拒绝原因、心跳、查询）/ per-device SIP trace.
+
+    The running SIP server records the messages (it reads the request within a few seconds); this command shows
+    them, with their times in the configured zone."""
+    import time as _time
+    from zoneinfo import ZoneInfo
+
+    from anfang.cliopen import open_data
+    from anfang.gb28181 import trace as tr
+
+    settings, store = open_data(data_dir, config)
+    tz = ZoneInfo(settings.monitor_timezone)
+    if stop:
+        tr.stop_trace(store, device_id)
+        console.print(f"已停止跟踪 / trace stopped: {device_id}")
+        return
+
+    def show(entries: list) -> int:  # noqa: ANN001
+        last = 0
+        for e in entries:
+            at = e.at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            arrow = "→ 设备" if e.direction == "out" else "← 设备"
+            console.print(f"{at} {arrow} {e.transport} {e.addr}  [bold]{e.summary}[/bold]", highlight=False,
+                          markup=True)
+            if full:
+                console.print(e.text, markup=False, highlight=False)
+            last = e.id
+        return last
+
+    if not follow:
+        entries = tr.trace_entries(store, device_id)
+        if not entries:
+            console.print(f"暂无记录 / nothing recorded for {device_id}")
+        show(entries)
+        return
+    until = tr.start_trace(store, device_id, minutes=minutes, keep=keep, by="cli")
+    console.print(f"跟踪 / tracing {device_id} 至 / until {until.astimezone(tz):%H:%M:%S} ({tz.key})；Ctrl-C 结束")
+    last = show(tr.trace_entries(store, device_id))
+    with contextlib.suppress(KeyboardInterrupt):
+        while tr.trace_request(store, device_id) is not None and _time.time() < until.timestamp():
+            _time.sleep(1.0)
+            last = max(last, show(tr.trace_entries(store, device_id, after_id=last)))

@@ -55,6 +55,7 @@ class GbConfig:
     query_timeout: float = 10.0
     udp: bool = True
     tcp: bool = True
+    trace_poll: float = 2.0  # how often the per-device SIP trace requests are read (gb28181/trace.py)
     node_id: str | None = None
     uppers: list[dict] = field(default_factory=list)
 
@@ -91,6 +92,8 @@ class DevState:
     offline_since: float | None = None
     warned: bool = False
     known: bool = True  # row exists (or is queued) in the database
+    resync: bool = False  # its clock is off: its next keepalive is answered 404 so it registers (and syncs) again
+    resync_at: float = -1e9  # monotonic time of the last forced re-registration (at most one an hour)
 
 
 @dataclass(slots=True)
@@ -140,6 +143,12 @@ class GbServer:
         self.message_hooks: list[Callable[[SipMessage, Peer, Manscdp], bool]] = []
         self.stats = {"registered": 0, "keepalives": 0, "challenges": 0, "rejected": 0, "alarms": 0}
         self._writer_idle = asyncio.Event()
+        from anfang.devices.clock import ClockWatch
+        from anfang.gb28181.trace import TraceRecorder
+
+        self.clocks = ClockWatch(store)
+
+        self.tracer = TraceRecorder(store, self.endpoint, poll=config.trace_poll)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     @property
@@ -148,6 +157,7 @@ class GbServer:
 
     async def start(self) -> None:
         await asyncio.to_thread(self._load)
+        await self.tracer.start()
         await self.endpoint.start()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._writer(), name="gb28181-writer"),
@@ -168,6 +178,7 @@ class GbServer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.endpoint.stop()
+        await self.tracer.stop()
         ops, self._ops = self._ops, []
         if ops:  # transitions queued in the last moments are not lost
             with contextlib.suppress(Exception):
@@ -189,6 +200,11 @@ class GbServer:
                     st.last_seen = time.monotonic()
                     st.registered, st.expires = True, time.monotonic() + self.config.register_expires
                 self.devices[device_id] = st
+
+    @property
+    def traced(self) -> dict[str, int]:
+        """Devices whose SIP messages are being recorded (device_id -> how many are kept)."""
+        return self.tracer.traced
 
     def refresh(self, device_id: str) -> None:
         """Re-read one device (after a manual add / password change in the registry)."""
@@ -269,11 +285,16 @@ class GbServer:
             elif kind == "channels":
                 flush_statuses()
                 self.devices_svc.upsert_channels(PROTOCOL, op[1], op[2])
+                from anfang.devices.placement import propose_from_catalog
+
+                propose_from_catalog(self.store, op[1], op[2])  # an unplaced device's own CivilCode / Address / point
             elif kind == "alarm":
                 with self.store.session() as s:
                     s.add(GbAlarm(**op[1]))
             elif kind == "touch":
                 self.devices_svc.touch_many(PROTOCOL, op[1])
+            elif kind == "clock":
+                self.clocks.record(op[1])
         flush_statuses()
         if updates:
             with self.store.session() as s:
@@ -310,6 +331,8 @@ class GbServer:
         st.offline_since = time.monotonic() if status == OFFLINE else None
         st.warned = False
         self._queue("status", st.device_id, status, reason, datetime.now(UTC))
+        if self.cascade is not None:  # its shared channels follow it, up the cascade too
+            self.cascade.device_status(st.device_id, status)
 
     # ---- health ----------------------------------------------------------------------------------------------
     async def _health(self) -> None:
@@ -414,10 +437,12 @@ class GbServer:
         creds = parse_auth(header)
         qop = creds.get("qop") or None
         state = self.nonces.check(creds.get("nonce", ""), qop, creds.get("nc", ""))
-        if state != "ok":
-            self._challenge(msg, peer, stale=state == "stale")
-            return
         password = (st.password if st is not None and st.password else None) or self.config.password
+        if state != "ok":
+            # stale=true tells the device "your password was right, only the nonce is old" (RFC 2617 3.2.1)
+            self._challenge(msg, peer, stale=state == "stale" and auth.verify(
+                creds, password=password, realm=self.config.realm, method="REGISTER"))
+            return
         if not auth.verify(creds, password=password, realm=self.config.realm, method="REGISTER"):
             self._fail([dev_key, addr_key], now)
             self._reject(msg, peer, 403, "Wrong Password")
@@ -472,10 +497,12 @@ class GbServer:
 
     async def _after_register(self, device_id: str) -> None:
         await asyncio.sleep(0.2)
+        # both at once: firmware that never answers DeviceInfo must not hold the catalog up for query_timeout
+        await asyncio.gather(self._query_quietly(device_id, "DeviceInfo"), self._query_quietly(device_id, "Catalog"))
+
+    async def _query_quietly(self, device_id: str, cmd_type: str) -> None:
         with contextlib.suppress(TimeoutError, LookupError):
-            await self.query(device_id, "DeviceInfo")
-        with contextlib.suppress(TimeoutError, LookupError):
-            await self.query(device_id, "Catalog")
+            await self.query(device_id, cmd_type)
 
     # ---- MESSAGE / NOTIFY ------------------------------------------------------------------------------------
     def _doc(self, msg: SipMessage, peer: Peer) -> Manscdp | None:
@@ -501,6 +528,11 @@ class GbServer:
         if st is None or not st.registered or (st.peer is not None and st.peer.addr[0] != peer.addr[0]):
             self.endpoint.reply(msg, msg.response(404 if doc.cmd_type == "Keepalive" else 403), peer)
             return
+        if st.resync and doc.cmd_type == "Keepalive":
+            # GB/T 28181 devices set their clock from the Date of the 200 to REGISTER: make it register again
+            st.resync, st.registered, st.resync_at = False, False, time.monotonic()
+            self.endpoint.reply(msg, msg.response(404, "Register Again"), peer)
+            return
         self.endpoint.reply(msg, msg.response(200), peer)
         now = time.monotonic()
         st.last_seen, st.last_seen_wall, st.dirty = now, datetime.now(UTC), True
@@ -509,11 +541,17 @@ class GbServer:
         if doc.cmd_type == "Keepalive":
             self.stats["keepalives"] += 1
             if st.status != ONLINE:
-                self._set_status(st, ONLINE, "keepalive")
+                self._back_online(st, "keepalive")
             return
         if st.status != ONLINE:
-            self._set_status(st, ONLINE, "message")
+            self._back_online(st, "message")
         self._content(st, doc)
+
+    def _back_online(self, st: DevState, reason: str) -> None:
+        """Online again without a new registration: its channels went offline with it, so ask for its catalog."""
+        self._set_status(st, ONLINE, reason)
+        if self.config.query_on_register:
+            self._spawn(self._query_quietly(st.device_id, "Catalog"))
 
     def _notify(self, msg: SipMessage, peer: Peer) -> None:
         doc = self._doc(msg, peer)
@@ -568,6 +606,7 @@ class GbServer:
         self.stats["alarms"] += 1
         fields = alarm_fields(doc)
         at = datetime.fromisoformat(fields["alarm_time"]) if fields["alarm_time"] else datetime.now(UTC)
+        self._clock(st, at if fields["alarm_time"] else None)
         event = Event(kind=EventKind.alarm, source=doc.device_id or st.device_id, at=at, node_id=self.config.node_id,
                       longitude=fields["longitude"], latitude=fields["latitude"],
                       data={"protocol": PROTOCOL, "device_id": st.device_id, "name": st.name, **fields})
@@ -583,6 +622,14 @@ class GbServer:
         if st.peer is not None:
             body = build("Response", "Alarm", doc.sn, doc.device_id, [("Result", "OK")])
             self._spawn(self._send_quietly(st, body))
+
+    def _clock(self, st: DevState, device_time: datetime | None) -> None:
+        """Device time (alarm, DeviceStatus) against now: flag a clock that is off, and re-sync it."""
+        reading = self.clocks.observe(PROTOCOL, st.device_id, device_time)
+        if reading is not None:
+            self._queue("clock", reading)
+        # a device that ignores the Date is not made to register again and again: once an hour at most
+        st.resync = self.clocks.is_off(PROTOCOL, st.device_id) and time.monotonic() - st.resync_at > 3600
 
     async def _send_quietly(self, st: DevState, body: bytes) -> None:
         with contextlib.suppress(TimeoutError, LookupError):
@@ -622,6 +669,9 @@ class GbServer:
             self._queue("update", st.device_id, fields)
         elif doc.cmd_type == "DeviceStatus":
             self._queue("update", st.device_id, {"attributes": {"device_status": result}})
+            from anfang.gb28181.manscdp.xml import parse_time
+
+            self._clock(st, parse_time(result.get("DeviceTime")))
         if fut is not None and not fut.done():
             fut.set_result(result)
 

@@ -50,6 +50,8 @@ class SimDevice:
     registered: bool = False
     answer_subscribe: bool = True
     answer_queries: bool = True
+    silent: set[str] = field(default_factory=set)  # query CmdTypes this device's firmware never answers
+    clock_offset: float = 0.0  # seconds the device's clock is off (set from the Date of each 200 to REGISTER)
     peer: Peer | None = None
     call_id: str = ""
     from_tag: str = ""
@@ -263,6 +265,9 @@ class Simulator:
                                                   password=password or dev.password, method="REGISTER", uri=uri)
                 continue
             if resp.status == 200:
+                synced = parse_time(resp.get("date"))
+                if synced is not None:  # GB/T 28181 9.10: the device sets its clock from the Date of the 200
+                    dev.clock_offset = (synced - datetime.now(UTC)).total_seconds()
                 dev.registered = expires > 0
                 dev.running = expires > 0
                 dev.registrations += 1
@@ -355,8 +360,9 @@ class Simulator:
     async def alarm(self, dev: SimDevice, *, channel: int = 0, priority: int = 1, method: int = 5,
                     alarm_type: int = 2, description: str = "周界入侵报警") -> int:
         source = dev.channels[channel]["channel_id"] if dev.channels else dev.device_id
+        device_time = datetime.now(UTC) + timedelta(seconds=dev.clock_offset)
         body = build("Notify", "Alarm", next(self._sn), source, [
-            ("AlarmPriority", priority), ("AlarmMethod", method), ("AlarmTime", format_time()),
+            ("AlarmPriority", priority), ("AlarmMethod", method), ("AlarmTime", format_time(device_time)),
             ("AlarmDescription", description), ("Longitude", "117.6358"), ("Latitude", "26.2634"),
             ("Info", [("AlarmType", alarm_type)])])
         dev.alarms_sent += 1
@@ -408,9 +414,10 @@ class Simulator:
             doc = parse_manscdp(msg.body, msg.get("content-type"))
         except ValueError:
             return
-        if doc.root == "Query" and doc.cmd_type == "RecordInfo" and dev.answer_queries:
+        if doc.root == "Query" and doc.cmd_type == "RecordInfo" and dev.answer_queries \
+                and "RecordInfo" not in dev.silent:
             self._spawn(self._answer_records(dev, doc))
-        elif doc.root == "Query" and dev.answer_queries:
+        elif doc.root == "Query" and dev.answer_queries and doc.cmd_type not in dev.silent:
             self._spawn(self._answer(dev, doc.cmd_type, doc.sn))
         elif doc.root == "Control" and doc.cmd_type == "DeviceControl" and doc.get("PTZCmd"):
             self._ptz_command(dev, doc.device_id, doc.get("PTZCmd") or "")
@@ -591,7 +598,7 @@ class Simulator:
         elif cmd == "DeviceStatus":
             bodies.append(build("Response", "DeviceStatus", sn, dev.device_id, [
                 ("Result", "OK"), ("Online", "ONLINE"), ("Status", "OK"), ("Encode", "ON"), ("Record", "OFF"),
-                ("DeviceTime", format_time())]))
+                ("DeviceTime", format_time(datetime.now(UTC) + timedelta(seconds=dev.clock_offset)))]))
         for body in bodies:
             with contextlib.suppress(TimeoutError, OSError):
                 await self.message(dev, body, timeout=5)

@@ -39,15 +39,11 @@ def simulate_cmd(
 def retention_cmd(days: Annotated[float | None, typer.Option(help="保留天数 / keep this many days")] = None,
                   data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None) -> None:
     """立即执行一次过期清理 / run the retention job once."""
-    from anfang.config import load_settings
-    from anfang.store.engine import Store
-    from anfang.store.migrate import upgrade
+    from anfang.cliopen import open_data
     from anfang.viid.images import SegmentImageStore
     from anfang.viid.retention import purge
 
-    settings = load_settings(data_dir=data_dir)
-    upgrade(settings.database_url)  # type: ignore[arg-type]
-    store = Store(settings.database_url)  # type: ignore[arg-type]
+    settings, store = open_data(data_dir)
     images = SegmentImageStore(Path(settings.data_dir) / "viid" / "segments")
     result = purge(store, images, days if days is not None else settings.viid_retention_days)
     images.close()

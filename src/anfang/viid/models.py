@@ -37,6 +37,8 @@ class ViidObject(Base):
     community_code: Mapped[str | None] = mapped_column(String(12))
     origin: Mapped[str | None] = mapped_column(String(64))  # who sent it (APE or lower platform id)
     body: Mapped[str] = mapped_column(Text)
+    # faces the detector found in the capture's images (face matching; None: not examined, 0: 未检出人脸)
+    faces: Mapped[int | None] = mapped_column(Integer)
 
 
 class ViidImage(Base):

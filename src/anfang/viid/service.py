@@ -61,6 +61,7 @@ KINDS: dict[str, KindSpec] = {
                          ("AppearTime", "MarkTime", "LocationMarkTime")),
 }
 BY_PATH = {spec.path: spec for spec in KINDS.values()}
+PLACE_TTL = 60.0  # seconds a device's place is cached for its captures (placement may change in the console)
 _TIME_FIELDS = {"LocationMarkTime", "FaceAppearTime", "FaceDisAppearTime", "PersonAppearTime", "PersonDisAppearTime",
                 "AppearTime", "DisappearTime", "MarkTime", "PassTime", "ShotTime"}
 
@@ -87,6 +88,8 @@ class Prepared:
     body: dict[str, Any]
     images: list[tuple[dict[str, Any], CheckedImage]] = field(default_factory=list)
     standalone_image: bool = False  # an ImageObject of /VIID/Images (no capture row)
+    # sub-images refused (too large, not an image) while the rest of the object was kept: (ImageID, reason)
+    refused: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -143,14 +146,19 @@ def prepare(kind: str, obj: Any, *, max_image: int) -> Prepared:
         shot_at = ids.parse_time(object_id[22:36]) or datetime.now(UTC)
     plate = ids.normalize_plate(obj.get("PlateNo")) or None
     body = dict(obj)
-    images = _prepare_sub_images(body, object_id, device_id, shot_at, max_image=max_image)
+    refused: list[tuple[str, str]] = []
+    images = _prepare_sub_images(body, object_id, device_id, shot_at, max_image=max_image, refused=refused)
     id_number = _code(obj.get("IDNumber"))
     return Prepared(kind, object_id, source_id, device_id, shot_at, plate, plate_color, gender, id_number, body,
-                    images)
+                    images, refused=refused)
 
 
 def _prepare_sub_images(body: dict[str, Any], object_id: str, device_id: str, shot_at: datetime, *,
-                        max_image: int) -> list[tuple[dict[str, Any], CheckedImage]]:
+                        max_image: int, refused: list[tuple[str, str]] | None = None
+                        ) -> list[tuple[dict[str, Any], CheckedImage]]:
+    """The object's sub-images, checked. A sub-image that is too large or no image is left out and listed in
+    ``refused`` (the object and its other images are kept: an 8 MB scene must not cost the face crop); when no image
+    with data is left, or without a ``refused`` list, the whole object is refused."""
     sub = body.get("SubImageList")
     if sub in (None, "", {}):
         return []
@@ -161,6 +169,7 @@ def _prepare_sub_images(body: dict[str, Any], object_id: str, device_id: str, sh
         raise BadObject("SubImageList 格式无效 / bad SubImageList", object_id)
     out: list[tuple[dict[str, Any], CheckedImage]] = []
     kept: list[dict[str, Any]] = []
+    bad: list[str] = []
     for n, raw in enumerate(items, 1):
         if not isinstance(raw, dict):
             raise BadObject("SubImageInfoObject 应为对象 / must be an object", object_id)
@@ -175,7 +184,11 @@ def _prepare_sub_images(body: dict[str, Any], object_id: str, device_id: str, sh
         try:
             img = decode_image(data, max_bytes=max_image)
         except BadImage as exc:
-            raise BadObject(f"SubImageInfoObject[{n}]: {exc}", object_id) from None
+            if refused is None:
+                raise BadObject(f"SubImageInfoObject[{n}]: {exc}", object_id) from None
+            refused.append((image_id, f"SubImageInfoObject[{n}]: {exc}"))
+            bad.append(f"SubImageInfoObject[{n}]: {exc}")
+            continue
         if ids.parse_time(meta.get("ShotTime")) is None:
             meta["ShotTime"] = ids.format_time(shot_at)
         meta.setdefault("DeviceID", device_id)
@@ -186,6 +199,8 @@ def _prepare_sub_images(body: dict[str, Any], object_id: str, device_id: str, sh
         meta["StoragePath"] = f"/VIID/Images/{image_id}/Data"
         kept.append(meta)
         out.append((meta, img))
+    if bad and not out:  # nothing usable left: the object as a whole is refused
+        raise BadObject(bad[0], object_id)
     body["SubImageList"] = {"SubImageInfoObject": kept}
     return out
 
@@ -570,6 +585,7 @@ class Sessions:
         self._seen: dict[str, float] = {}  # device id → wall-clock time of the last register / keepalive
         self.trusted: set[str] = set()  # ids always accepted (our upper 视图库 when cascading)
         self.places: dict[str, tuple[str | None, int | None, float | None, float | None]] = {}
+        self._place_read: dict[str, float] = {}
 
     def load(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(seconds=self.timeout)
@@ -597,10 +613,12 @@ class Sessions:
     def place(self, device_id: str) -> tuple[str | None, int | None, float | None, float | None]:
         """(community code, address id, longitude, latitude) of a device from the registry, cached."""
         hit = self.places.get(device_id)
-        if hit is None:
+        now = time.monotonic()
+        if hit is None or now - self._place_read.get(device_id, 0.0) > PLACE_TTL:  # placed from the console later
             dev = self.devices.get("viid", device_id)
             hit = (dev.community_code, dev.address_id, dev.longitude, dev.latitude) if dev else (None,) * 4
             self.places[device_id] = hit
+            self._place_read[device_id] = now
         return hit
 
 

@@ -68,10 +68,11 @@ class WarningEngine:
             if v is not None:
                 await self._publish(v, "recovered")
         for c in candidates:
-            v = await asyncio.to_thread(self.service.raise_warning, c)
-            if v is not None:
-                self.raised += 1
-                await self._publish(v, "raised")
+            out = await asyncio.to_thread(self.service.raise_or_update, c)
+            if out is not None:
+                step, v = out
+                self.raised += step == "raised"
+                await self._publish(v, step)  # "updated": a repeat sighting with a new photo, to the terminal
 
     async def _publish(self, v: dict[str, Any], step: str) -> None:
         await self.bus.publish(Event(kind=EventKind.warning, source=v["source"], data={"step": step, "warning": v},
@@ -115,7 +116,7 @@ class WarningEngine:
                                   title=f"布控人员：{m.get('label')}（{m.get('watchlist')}，相似度"
                                         f"{round(100 * float(m.get('similarity', 0)))}%）",
                                   source=e.source, dedup_key=f"face:{m.get('entry_id')}:{e.source}", event=e,
-                                  data={**m, "capture_image": d.get("image")}) for m in matches], []
+                                  data={**m, "capture_image": m.get("image") or d.get("image")}) for m in matches], []
             case EventKind.alarm:
                 kind = str(d.get("alarm_type") or d.get("type") or "alarm")
                 prio = int(d.get("priority") or 2)

@@ -4,7 +4,7 @@ new → dispatched → acknowledged → handled → closed, escalation, plate wa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, false, func, or_, select, true
@@ -94,6 +94,30 @@ def visible_to(p: Principal, w: dict[str, Any], station_of_area: int | None = No
     return False
 
 
+MAX_HITS = 50  # repeat sightings kept on a warning (the newest)
+
+
+def _sighting(data: dict[str, Any]) -> bool:
+    """A candidate with a photo (face / plate capture): its repeats update the warning."""
+    return bool(data.get("image") or data.get("capture_image"))
+
+
+def _hit(c: Candidate, at: datetime) -> dict[str, Any]:
+    d = c.data
+    return {"at": at.astimezone(UTC).isoformat(),
+            "shot_at": c.event.at.astimezone(UTC).isoformat() if c.event is not None else None,
+            "image": d.get("image") or d.get("capture_image"), "distance": d.get("distance"),
+            "similarity": d.get("similarity")}
+
+
+def _public_data(w: Warning) -> dict[str, Any]:
+    """The warning's data for the API: photo links, never a server path."""
+    data = dict(w.data or {})
+    if data.pop("photo_path", None) is not None or data.get("entry_id") is not None:
+        data["enrolled_photo"] = f"/api/warnings/{w.id}/enrolled-photo"
+    return data
+
+
 def view(w: Warning, lang: str = "zh-CN") -> dict[str, Any]:
     zh, en = STATE_LABELS.get(w.state, (w.state, w.state))
     return {"id": w.id, "uid": w.uid, "rule": w.rule, "category": w.category, "title": w.title,
@@ -102,7 +126,7 @@ def view(w: Warning, lang: str = "zh-CN") -> dict[str, Any]:
             "community_code": w.community_code, "address_id": w.address_id, "police_area_id": w.police_area_id,
             "station_id": w.station_id, "grid_id": w.grid_id, "place": w.place, "longitude": w.longitude,
             "latitude": w.latitude, "notify_roles": [r for r in (w.notify_roles or "").split(",") if r],
-            "data": w.data or {}, "created_at": w.created_at.isoformat(), "last_hit_at": w.last_hit_at.isoformat(),
+            "data": _public_data(w), "created_at": w.created_at.isoformat(), "last_hit_at": w.last_hit_at.isoformat(),
             "acknowledged_at": w.acknowledged_at.isoformat() if w.acknowledged_at else None,
             "handled_at": w.handled_at.isoformat() if w.handled_at else None,
             "escalated_at": w.escalated_at.isoformat() if w.escalated_at else None,
@@ -132,6 +156,8 @@ class WarningService:
                            grid_id=addr.grid_id, place=addr.full_name, county_code=addr.county_code)
                 out["longitude"] = out["longitude"] if out["longitude"] is not None else addr.lon
                 out["latitude"] = out["latitude"] if out["latitude"] is not None else addr.lat
+        if address_id is None and out.get("police_area_id") is None:
+            self._device_place(s, c, out)
         if out.get("police_area_id") is None and out.get("community_code"):
             # The 警务区 that covers most of the community's addresses.
             row = s.execute(select(Address.police_area_id, func.count()).where(
@@ -150,9 +176,47 @@ class WarningService:
             out["station_id"] = s.scalar(select(PoliceArea.station_id).where(PoliceArea.id == out["police_area_id"]))
         return out
 
+    @staticmethod
+    def _device_place(s: Any, c: Candidate, out: dict[str, Any]) -> None:
+        """The placement of the device that saw it (devices/placement.py); a device nobody has placed yet belongs
+        to the county its id names: the warning goes to that county's duty desk, marked, never to nobody."""
+        from anfang.devices.models import Device
+        from anfang.devices.placement import PLACED, county_of
+        from anfang.registry.models import Region
+
+        source = c.source or (c.event.source if c.event else "")
+        dev = s.execute(select(Device.device_id, Device.community_code, Device.police_area_id, Device.grid_id,
+                               Device.placement).where(Device.device_id == source)
+                        .order_by(Device.placement.desc()).limit(1)).first()
+        if dev is None:
+            return
+        if dev.community_code:
+            out["community_code"] = out.get("community_code") or dev.community_code
+            if out["community_code"] == dev.community_code:
+                out["police_area_id"], out["grid_id"] = dev.police_area_id, dev.grid_id
+            if dev.placement != PLACED:
+                out["unplaced_device"] = dev.placement
+            return
+        if out.get("community_code"):
+            return
+        county = county_of(dev.device_id, None)
+        if county and s.scalar(select(Region.code).where(Region.code == county, Region.level == "county")):
+            out["county_code"] = county
+        out["unplaced_device"] = "unplaced"
+
     def raise_warning(self, c: Candidate) -> dict[str, Any] | None:
         """A new warning (returned as a view, to be pushed), or None when folded into an open duplicate."""
-        at = c.at or (c.event.at if c.event else utcnow())
+        out = self.raise_or_update(c)
+        return out[1] if out is not None and out[0] == "raised" else None
+
+    def raise_or_update(self, c: Candidate) -> tuple[str, dict[str, Any]] | None:
+        """("raised", view) for a new warning; ("updated", view) when the candidate is a repeat folded into an open
+        warning that it changed (a new photo: latest photo, best distance, hit list — pushed to the terminal);
+        None for a plain repeat (a sensor still in alarm)."""
+        # Lifecycle timers (dedup window, escalation, SLA) run on the platform's receive time: a camera whose clock
+        # is hours off must not have its warning escalated seconds after it arrived. The device's own time of the
+        # event (the shot time) is kept in ``data["shot_at"]`` and shown.
+        at = c.at or utcnow()
         with self.store.session() as s:
             open_one = s.scalar(select(Warning).where(Warning.dedup_key == c.dedup_key,
                                                       Warning.state.in_(OPEN_STATES))
@@ -160,19 +224,49 @@ class WarningService:
             if open_one is not None and at - open_one.last_hit_at <= self.dedup:
                 open_one.hits += 1
                 open_one.last_hit_at = max(at, open_one.last_hit_at)
-                return None
+                if not _sighting(c.data):
+                    return None
+                data = dict(open_one.data or {})
+                hit = _hit(c, at)
+                data["hit_list"] = [*(data.get("hit_list") or []), hit][-MAX_HITS:]
+                for key in ("image", "capture_image", "scene_image", "face_box", "shot_at"):
+                    if hit.get(key) is not None or c.data.get(key) is not None:
+                        data[key] = c.data.get(key, hit.get(key))
+                if c.data.get("distance") is not None:
+                    best = data.get("distance")
+                    if best is None or float(c.data["distance"]) < float(best):
+                        data["distance"], data["similarity"] = c.data["distance"], c.data.get("similarity")
+                        data["best_image"] = c.data.get("image") or c.data.get("capture_image")
+                open_one.data = data
+                s.add(WarningStep(warning_id=open_one.id, at=at, actor="system", action="repeated",
+                                  note=f"hits={open_one.hits}"))
+                s.flush()
+                return "updated", view(open_one)
             loc = self._locate(s, c)
-            w = Warning(uid=new_event_id(), rule=c.rule, category=c.category, title=c.title[:200],
+            title = c.title
+            data = dict(c.data)
+            if c.event is not None:
+                data.setdefault("shot_at", c.event.at.astimezone(UTC).isoformat())
+            if _sighting(c.data):
+                data["hit_list"] = [_hit(c, at)]
+                data.setdefault("best_image", data.get("image") or data.get("capture_image"))
+            unplaced = loc.pop("unplaced_device", None)
+            if unplaced:  # shown on the warning; the county duty desk receives it (recipients)
+                data["unplaced_device"] = True
+                data["placement"] = unplaced
+            if unplaced == "unplaced":
+                title = f"【设备未安置】{c.title}"
+            w = Warning(uid=new_event_id(), rule=c.rule, category=c.category, title=title[:200],
                         severity=c.severity, state="dispatched", source=c.source,
                         event_id=c.event.id if c.event else None, dedup_key=c.dedup_key[:160], hits=1,
-                        notify_roles=",".join(sorted(c.notify_roles | {"police"})), data=c.data, created_at=at,
+                        notify_roles=",".join(sorted(c.notify_roles | {"police"})), data=data, created_at=at,
                         last_hit_at=at, **loc)
             s.add(w)
             s.flush()
             s.add(WarningStep(warning_id=w.id, at=at, actor="system", action="raised", note=c.rule))
             s.add(WarningStep(warning_id=w.id, at=at, actor="system", action="dispatched",
                               note=f"police_area={w.police_area_id}"))
-            return view(w)
+            return "raised", view(w)
 
     def recover(self, dedup_key: str, at: datetime | None = None, note: str = "") -> dict[str, Any] | None:
         """The condition behind an open warning is back to normal (sensor recovery)."""
@@ -305,6 +399,12 @@ class WarningService:
             conds.append((User.role == Role.grid_worker.value) & (User.grid_id == w["grid_id"]))
         if "property_staff" in roles and w.get("community_code"):
             conds.append((User.role == Role.property_staff.value) & (User.community_code == w["community_code"]))
+        if (w.get("data") or {}).get("unplaced_device") and w.get("police_area_id") is None:
+            # from a device nobody has placed: the county's duty desk (the city's when the county is unknown)
+            if w.get("county_code"):
+                conds.append((User.role == Role.county_admin.value) & (User.county_code == w["county_code"]))
+            else:
+                conds.append(User.role == Role.city_admin.value)
         if not conds:
             return []
         with self.store.session() as s:

@@ -95,13 +95,27 @@ def get_warning(request: Request, p: CurrentPrincipal, warning_id: int) -> dict[
     return _svc(request).get(p, warning_id)
 
 
+def _enrolled_photo_path(request: Request, warning_id: int) -> Path | None:
+    """The watchlist photo of a face warning, from its entry (the API never carries server paths)."""
+    from anfang.faces.models import FaceEntry
+    from anfang.warnings.models import Warning
+
+    with request.app.state.store.session() as s:
+        w = s.get(Warning, warning_id)
+        data = (w.data or {}) if w is not None else {}
+        entry = s.get(FaceEntry, int(data["entry_id"])) if str(data.get("entry_id") or "").isdigit() else None
+    if entry is not None:
+        return Path(request.app.state.settings.data_dir) / entry.photo_path
+    return Path(str(data["photo_path"])) if data.get("photo_path") else None  # warnings from before
+
+
 @api.get("/warnings/{warning_id}/enrolled-photo", summary="布控照片 / the watchlist photo a face warning matched",
          response_class=Response)
 def enrolled_photo(request: Request, p: CurrentPrincipal, warning_id: int) -> Response:
-    w = _svc(request).get(p, warning_id)  # scoped and audited
-    path = Path(str(w["data"].get("photo_path") or ""))
+    _svc(request).get(p, warning_id)  # scoped and audited
+    path = _enrolled_photo_path(request, warning_id)
     faces_dir = (Path(request.app.state.settings.data_dir) / "faces").resolve()
-    if not w["data"].get("photo_path") or not path.resolve().is_relative_to(faces_dir) or not path.is_file():
+    if path is None or not path.resolve().is_relative_to(faces_dir) or not path.is_file():
         raise NotFound("该预警没有布控照片 / no watchlist photo for this warning")
     from anfang.security.watermark import export_image  # 导出水印: stamp + mark, logged (docs/security.md)
 

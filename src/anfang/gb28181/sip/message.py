@@ -9,6 +9,7 @@ over ``MAX_MESSAGE`` bytes, more than ``MAX_HEADERS`` headers, a missing start l
 from __future__ import annotations
 
 import codecs
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -152,8 +153,11 @@ class SipMessage:
 
     def response(self, status: int, reason: str = "", *, to_tag: str | None = None,
                  body: bytes = b"", content_type: str | None = None) -> SipMessage:
-        """A response to this request: Via, From, To (with ``to_tag`` added if it has none), Call-ID, CSeq copied."""
+        """A response to this request: Via, From, To, Call-ID, CSeq copied. A To without a tag gets ``to_tag`` or,
+        when none is given, a fresh one (RFC 3261 8.2.6.2: every response but 100 carries a To tag)."""
         resp = SipMessage(status=status, reason=reason or REASONS.get(status, ""))
+        if to_tag is None and status > 100:
+            to_tag = os.urandom(6).hex()
         for k, v in self.headers:
             if k in ("Via", "From", "Call-ID", "CSeq"):
                 resp.headers.append((k, v))

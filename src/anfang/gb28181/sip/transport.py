@@ -101,6 +101,8 @@ class SipEndpoint:
         self._conns: set[TcpConn] = set()
         self._tasks: set[asyncio.Task] = set()
         self.stats = {"received": 0, "bad": 0, "retransmits_in": 0, "retransmits_out": 0}
+        # called with ("in" | "out", message, peer) for every message when set (the per-device SIP trace)
+        self.tracer: Callable[[str, SipMessage, Peer], None] | None = None
 
     # ---- lifecycle
     async def start(self) -> None:
@@ -216,11 +218,21 @@ class SipEndpoint:
     def _bad(self, exc: SipError, peer: Peer) -> None:
         self.stats["bad"] += 1
         log.debug("sip_bad_message", error=str(exc), peer=peer.addr)
+        if exc.partial is not None:
+            self._trace("in", exc.partial, peer)
         if exc.partial is not None and exc.partial.is_request and exc.partial.method != "ACK":
             self.send(exc.partial.response(exc.status, str(exc)[:60].replace("\r", " ").replace("\n", " ")), peer)
 
+    def _trace(self, direction: str, msg: SipMessage, peer: Peer) -> None:
+        if self.tracer is not None:
+            try:
+                self.tracer(direction, msg, peer)
+            except Exception:  # noqa: BLE001 - a diagnostic must never break signalling
+                log.exception("sip_trace_failed")
+
     def _dispatch(self, msg: SipMessage, peer: Peer) -> None:
         self.stats["received"] += 1
+        self._trace("in", msg, peer)
         if not msg.is_request:
             tx = self._client_tx.get((msg.branch, msg.cseq[1]))
             if tx is not None and (msg.status or 0) >= 200:
@@ -269,6 +281,7 @@ class SipEndpoint:
         data = msg.to_bytes()
         if len(data) > MAX_MESSAGE:
             raise SipError("outgoing message too large", status=413)
+        self._trace("out", msg, peer)
         self._write(data, peer)
 
     def reply(self, request: SipMessage, response: SipMessage, peer: Peer) -> None:
@@ -279,6 +292,7 @@ class SipEndpoint:
         if (response.status or 0) >= 200:
             key = (request.branch or request.call_id, request.cseq, peer.addr)
             self._server_tx[0][key] = data
+        self._trace("out", response, peer)
         self._write(data, peer)
 
     def via(self, transport: str) -> str:
@@ -312,6 +326,7 @@ class SipEndpoint:
         key = (msg.branch, msg.cseq[1])
         tx = _ClientTx(fut, data, peer)
         self._client_tx[key] = tx
+        self._trace("out", msg, peer)
         self._write(data, peer)
         if peer.transport == "UDP":
             tx.timers.append(loop.call_later(T1, self._retransmit, tx))

@@ -37,6 +37,10 @@
     m.appendChild(document.createElement("br"));
     m.appendChild(document.createTextNode((L.time || "") + "：" + (w.created_at_text || "")));
     a.appendChild(m);
+    if (w.data && w.data.shot_at && String(w.data.shot_at).slice(0, 16) !== String(w.created_at).slice(0, 16)) {
+      a.appendChild(el("p", "meta", "抓拍时间（设备）shot：" + String(w.data.shot_at).slice(0, 19).replace("T", " ") + " UTC"));
+    }
+    if (w.hits > 1) { var hp = el("p", null, "出现 " + w.hits + " 次 / seen " + w.hits + "×"); hp.setAttribute("data-testid", "hits"); a.appendChild(hp); }
     if (w.data && w.data.similarity) { a.appendChild(el("p", null, (L.similarity || "") + "：" + Math.round(100 * w.data.similarity) + "%")); }
     if (w.data && typeof w.data.image === "string" && w.data.image.charAt(0) === "/") {
       var ph = el("div", "wphotos"), cap = el("img"); cap.src = w.data.image; cap.alt = "capture"; ph.appendChild(cap);
