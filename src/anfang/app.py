@@ -226,6 +226,11 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
     # 数据安全: access monitoring on the audit chain, alerts and TOTP pages, security headers + CSRF origin check
     app.state.access_monitor = AccessMonitor(app.state.store, settings).attach()
+    from anfang.security.audit import AuditAnchor
+
+    app.state.services.append(AuditAnchor(  # the audit head, appended to the head file every few minutes
+        app.state.store, settings.audit_heads_file or settings.data_dir / "audit-heads.jsonl", node=settings.node_id,
+        every_s=settings.audit_anchor_minutes * 60))
     mount_security(app)
     from anfang.security.bodylimit import BodyLimit
 

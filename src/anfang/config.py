@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     warning_dedup_minutes: float = 10.0
     warning_escalate_minutes: float = 15.0
     warning_webhooks: list[str] = Field(default_factory=list)
+    # audit chain head anchoring (security/audit.py): head file (default data_dir/audit-heads.jsonl), interval
+    audit_heads_file: Path | None = None
+    audit_anchor_minutes: float = 5.0
     # request body limits in bytes, enforced while reading (security/bodylimit.py); /VIID has viid_max_body
     max_body_preauth: int = 64 * 1024  # without a live session: login, /api/iot device messages, anything else
     max_body_api: int = 1024 * 1024  # JSON API and console forms with a session

@@ -1,4 +1,5 @@
-"""durable bus consumers (event_log.recorded_at, bus_cursors), warning idempotency by event id, webhook deliveries
+"""durable bus consumers (event_log.recorded_at, bus_cursors), warning idempotency by event id, webhook deliveries,
+keyed audit chain (audit_log.key_id)
 
 Revision ID: 0016
 Revises: 0015_doorplates_encryption
@@ -48,9 +49,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("warning_uid", "step", "url", name=op.f("uq_webhook_deliveries_warning_uid")),
     )
     op.create_index("ix_webhook_deliveries_state_next", "webhook_deliveries", ["state", "next_at"])
+    with op.batch_alter_table("audit_log") as b:
+        b.add_column(sa.Column("key_id", sa.String(length=16), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("audit_log") as b:
+        b.drop_column("key_id")
     op.drop_index("ix_webhook_deliveries_state_next", table_name="webhook_deliveries")
     op.drop_table("webhook_deliveries")
     op.drop_index("ix_warnings_event_id", table_name="warnings")
