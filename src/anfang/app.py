@@ -237,5 +237,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, settings=settings, store=app.state.store)  # 413 while reading (route classes)
     app.add_middleware(SecurityMiddleware, settings=settings, monitor=app.state.access_monitor,
                        store=app.state.store)
+    from anfang.metrics import install as install_metrics
+
+    install_metrics(app, settings)  # /metrics for Prometheus (allow-list or token), request latencies
     mount_console(app)
     return app

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # audit chain head anchoring (security/audit.py): head file (default data_dir/audit-heads.jsonl), interval
     audit_heads_file: Path | None = None
     audit_anchor_minutes: float = 5.0
+    # /metrics (Prometheus): answered to these client addresses, or to "Authorization: Bearer <metrics_token>"
+    metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+    metrics_token: str | None = None
     # request body limits in bytes, enforced while reading (security/bodylimit.py); /VIID has viid_max_body
     max_body_preauth: int = 64 * 1024  # without a live session: login, /api/iot device messages, anything else
     max_body_api: int = 1024 * 1024  # JSON API and console forms with a session

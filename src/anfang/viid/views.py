@@ -276,7 +276,12 @@ async def ingest(request: Request, node: ViidNode, who: str, kind: str, items: l
                 statuses[i] = status_object(url, OK, "OK" if st.pk is not None or p.standalone_image
                                             else "OK (已存在 / duplicate)", p.object_id)
             await node.publish(service.capture_events(stored))
-    return [s for s in statuses if s is not None]
+    out = [s for s in statuses if s is not None]
+    tally = getattr(getattr(request.app.state, "metrics", None), "viid", None)  # /metrics (anfang.metrics)
+    if tally is not None:
+        for st in out:
+            tally[f"{kind}_accepted" if st["StatusCode"] == OK else f"{kind}_refused"] += 1
+    return out
 
 
 # bounds of the numbers a query may carry: past them the database cannot hold the value (SQLite: 64 bits) or the
