@@ -34,10 +34,19 @@ def client(store, tmp_path):
 
 
 def test_metrics_need_the_token_or_an_allowed_address(client: TestClient) -> None:
-    assert client.get("/metrics").status_code == 403  # the test client's address is not in metrics_allow
-    assert client.get("/metrics", headers={"authorization": "Bearer wrong"}).status_code == 403
-    r = client.get("/metrics", headers={"authorization": "Bearer scrape-secret"})
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    # the test client's address is not in metrics_allow: the scrape endpoint refuses, and /metrics stays the
+    # console's page of the registry's figures (login first)
+    assert client.get("/metrics/prometheus").status_code == 403
+    assert client.get("/metrics/prometheus", headers={"authorization": "Bearer wrong"}).status_code == 403
+    assert client.get("/metrics", follow_redirects=False).status_code == 303
+    for path in ("/metrics", "/metrics/prometheus"):
+        r = client.get(path, headers={"authorization": "Bearer scrape-secret"})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+        assert "anfang_ingest_total" in r.text
+    # a browser with the token still gets the console page at /metrics
+    page = client.get("/metrics", headers={"authorization": "Bearer scrape-secret", "accept": "text/html"},
+                      follow_redirects=False)
+    assert page.status_code == 303
 
 
 def test_metrics_follow_ingest_warnings_and_lag(client: TestClient) -> None:

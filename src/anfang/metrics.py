@@ -13,7 +13,10 @@
 
 State figures are read from the database at scrape time (grouped counts over indexed columns). The endpoint needs
 no session; it answers only to the addresses in ``metrics_allow`` (default: this host) or to
-``Authorization: Bearer <metrics_token>`` when a token is set — anything else gets 403.
+``Authorization: Bearer <metrics_token>`` when a token is set. ``/metrics`` is also the console's page of the
+registry's figures (一标三实 rates): a request that accepts HTML, or that is neither allowed nor carries the token,
+gets that page (or its login redirect); ``/metrics/prometheus`` is the scrape endpoint without the page (403 for
+anyone else).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -163,6 +167,14 @@ class RequestTimer:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        if path in ("/metrics", "/metrics/prometheus") and scope.get("method") == "GET":
+            request = Request(scope, receive)
+            scraper = "text/html" not in request.headers.get("accept", "") and self.metrics.allowed(request)
+            if path == "/metrics/prometheus" or scraper:
+                response = await run_in_threadpool(self.metrics.render, request)  # database reads: off the loop
+                await response(scope, receive, send)
+                return
         t0 = time.perf_counter()
         status = [500]
 
@@ -183,10 +195,5 @@ class RequestTimer:
 
 def install(app: Any, settings: Any) -> Metrics:
     metrics = app.state.metrics = Metrics(app, settings)
-
-    @app.get("/metrics", include_in_schema=False)
-    def prometheus(request: Request) -> Response:
-        return metrics.render(request)
-
     app.add_middleware(RequestTimer, metrics=metrics)
     return metrics

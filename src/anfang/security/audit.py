@@ -89,26 +89,72 @@ def _append(session: Session, p: Principal, action: str, entity: str, ids: list,
     return entry
 
 
+@dataclass(eq=False)
+class _Pending:
+    store: Store
+    p: Principal
+    action: str
+    entity: str
+    ids: list[str]
+    detail: str
+    done: threading.Event = field(default_factory=threading.Event)
+    seq: int = 0
+    error: BaseException | None = None
+
+
+_pending: list[_Pending] = []
+_pending_lock = threading.Lock()
+
+
 def record(store: Store, p: Principal, action: str, entity: str, entity_ids: Iterable = (), detail: str = "") -> int:
-    """Append one audit entry and commit it; returns its sequence number."""
-    ids = [str(i) for i in entity_ids]
-    for attempt in range(20):
-        with _lock:
+    """Append one audit entry and commit it; returns its sequence number once the entry is committed.
+
+    Group commit, as ``EventRecorder`` does for events: concurrent callers (request threads) queue their entries;
+    whoever holds the writer lock appends every queued entry of the same store in one transaction, and each caller
+    returns when its own entry is committed. One caller alone costs one commit, as before; 100 concurrent reads
+    cost a few commits instead of 100 (reads no longer queue behind one synchronous commit each)."""
+    item = _Pending(store, p, action, entity, [str(i) for i in entity_ids], detail)
+    with _pending_lock:
+        _pending.append(item)
+    while not item.done.is_set():
+        with _lock:  # the writer: the first caller to get it writes the whole queue of its store
+            if item.done.is_set():
+                break
+            with _pending_lock:
+                batch = [x for x in _pending if x.store is store]
+                _pending[:] = [x for x in _pending if x.store is not store]
+            _write_batch(store, batch)
+    if item.error is not None:
+        raise item.error
+    # access monitoring (anfang.security.monitoring) watches the chain as it grows: bulk reads, unusual hours
+    hook = getattr(store, "audit_hook", None)
+    if hook is not None:
+        hook(p, action, entity, item.ids, detail)
+    return item.seq
+
+
+def _write_batch(store: Store, batch: list[_Pending]) -> None:
+    """Append ``batch`` in one transaction (retried on a sequence conflict with another process)."""
+    try:
+        for attempt in range(20):
             try:
                 with store.session() as s:
-                    entry = _append(s, p, action, entity, ids, detail)
+                    entries = [_append(s, x.p, x.action, x.entity, x.ids, x.detail) for x in batch]
+                    s.flush()
+                    seqs = [e.seq for e in entries]
                 break
             except (IntegrityError, OperationalError):
                 if attempt == 19:
                     raise
-        time.sleep(0.01 * (attempt + 1))
-    else:  # pragma: no cover
-        raise AssertionError("unreachable")
-    # access monitoring (anfang.security.monitoring) watches the chain as it grows: bulk reads, unusual hours
-    hook = getattr(store, "audit_hook", None)
-    if hook is not None:
-        hook(p, action, entity, ids, detail)
-    return entry.seq
+            time.sleep(0.01 * (attempt + 1))
+        for x, seq in zip(batch, seqs, strict=True):
+            x.seq = seq
+    except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
+        for x in batch:
+            x.error = exc
+    finally:
+        for x in batch:
+            x.done.set()
 
 
 @dataclass
