@@ -128,6 +128,11 @@ def main() -> None:
     args = ap.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench_riu_"))
+    if not os.environ.get("ANFANG_DATA_KEYS"):  # one key set for the demo data written here and the server
+        from anfang.security import crypto
+
+        os.environ["ANFANG_DATA_KEYS"] = crypto.KeyMaterial.generate().to_json()
+        crypto.configure(None)
     url = fresh_database(args.db, 9_000_017, args.pg_url) if args.db == "postgresql" else \
         f"sqlite:///{(data_dir / 'anfang.db').as_posix()}"
     upgrade(url)
