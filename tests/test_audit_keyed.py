@@ -157,3 +157,42 @@ def test_concurrent_reads_share_audit_commits_and_each_is_recorded_before_it_ret
     assert result.ok and result.checked == 64
     audit_commits = len(commits) - 64  # each check above is a session of its own (one commit each)
     assert audit_commits < 48, f"{audit_commits} commits for 64 concurrent audit entries"
+
+
+def test_heads_travel_up_the_federation_link_and_the_parent_detects_truncation(store, tmp_path: Path) -> None:
+    """The child's anchored heads go up as ``audit_head`` records; the parent keeps them, and the heads it hands back
+    detect a truncated tail at the child."""
+    from anfang.federation.models import FedOutbox
+    from anfang.federation.outbox import Outbox, audit_heads_of, send_audit_head
+    from anfang.federation.schema import SCHEMA, Batch, Envelope
+    from anfang.federation.service import FederationService
+    from anfang.store.engine import Store
+    from anfang.store.migrate import upgrade
+
+    outbox = Outbox("c1", ["p1"])
+    outbox.install(store)
+    try:
+        _fill(store, 6)
+        local = tmp_path / "heads.jsonl"
+        assert audit.anchor_head(store, local, "c1", sink=lambda line: send_audit_head(store, line)) == 6
+        with store.session() as s:
+            rows = [r for r in s.scalars(select(FedOutbox)) if r.entity == "audit_head"]
+        assert [r.parent for r in rows] == ["p1"]
+    finally:
+        outbox.uninstall(store)
+    parent_url = f"sqlite:///{(tmp_path / 'parent.db').as_posix()}"
+    upgrade(parent_url)
+    parent = Store(parent_url)
+    try:
+        items = [Envelope.model_validate_json(r.envelope) for r in rows]
+        FederationService(parent, node_id="p1", role="county").apply(
+            Batch.model_validate({"schema": SCHEMA, "sender": "c1", "items": [i.model_dump() for i in items]}), "c1")
+        from_parent = tmp_path / "from-parent.jsonl"
+        from_parent.write_text("".join(json.dumps(h) + "\n" for h in audit_heads_of(parent, "c1")))
+    finally:
+        parent.dispose()
+    assert audit.verify(store, heads=from_parent).ok
+    with store.session() as s:
+        s.execute(delete(AuditEntry).where(AuditEntry.seq > 4))
+    result = audit.verify(store, heads=from_parent)
+    assert not result.ok and any("#6" in p for p in result.problems)

@@ -226,11 +226,13 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
     # 数据安全: access monitoring on the audit chain, alerts and TOTP pages, security headers + CSRF origin check
     app.state.access_monitor = AccessMonitor(app.state.store, settings).attach()
+    from anfang.federation.outbox import send_audit_head
     from anfang.security.audit import AuditAnchor
 
-    app.state.services.append(AuditAnchor(  # the audit head, appended to the head file every few minutes
-        app.state.store, settings.audit_heads_file or settings.data_dir / "audit-heads.jsonl", node=settings.node_id,
-        every_s=settings.audit_anchor_minutes * 60))
+    store = app.state.store
+    app.state.services.append(AuditAnchor(  # the audit head: to the head file every few minutes, and up to parents
+        store, settings.audit_heads_file or settings.data_dir / "audit-heads.jsonl", node=settings.node_id,
+        every_s=settings.audit_anchor_minutes * 60, sink=lambda line: send_audit_head(store, line)))
     mount_security(app)
     from anfang.security.bodylimit import BodyLimit
 

@@ -26,7 +26,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -258,7 +258,8 @@ def check_head_line(d: dict[str, Any]) -> bool:
     return hmac.compare_digest(calc, str(d.get("mac", "")))
 
 
-def anchor_head(store: Store, path: Path | str, node: str = "") -> int | None:
+def anchor_head(store: Store, path: Path | str, node: str = "",
+                sink: Callable[[dict[str, Any]], Any] | None = None) -> int | None:
     """Append the chain's head to the append-only head file when it moved since the last line; returns the
     anchored sequence (None: nothing new). The file is opened O_APPEND and fsync'd; make it append-only on the
     file system too (``chattr +a``) so that not even this process can rewrite it."""
@@ -270,13 +271,16 @@ def anchor_head(store: Store, path: Path | str, node: str = "") -> int | None:
     if last is not None and last.get("seq") == current[0] and last.get("hash") == current[1]:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(head_line(current[0], current[1], node), separators=(",", ":")) + "\n"
+    entry = head_line(current[0], current[1], node)
+    line = json.dumps(entry, separators=(",", ":")) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, line.encode())
         os.fsync(fd)
     finally:
         os.close(fd)
+    if sink is not None:  # e.g. up the federation link (federation.outbox.send_audit_head), wired by the app
+        sink(entry)
     return current[0]
 
 
@@ -315,8 +319,9 @@ def _read_heads(path: Path, problems: list[str]) -> list[tuple[int, str]]:
 class AuditAnchor:
     """Server service: anchors the audit head to the head file every ``every_s`` seconds (and at stop)."""
 
-    def __init__(self, store: Store, path: Path, *, node: str = "", every_s: float = 300.0) -> None:
-        self.store, self.path, self.node, self.every_s = store, Path(path), node, every_s
+    def __init__(self, store: Store, path: Path, *, node: str = "", every_s: float = 300.0,
+                 sink: Callable[[dict[str, Any]], Any] | None = None) -> None:
+        self.store, self.path, self.node, self.every_s, self.sink = store, Path(path), node, every_s, sink
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -329,7 +334,7 @@ class AuditAnchor:
 
     async def once(self) -> int | None:
         try:
-            return await asyncio.to_thread(anchor_head, self.store, self.path, self.node)
+            return await asyncio.to_thread(anchor_head, self.store, self.path, self.node, self.sink)
         except Exception:  # noqa: BLE001 - try again at the next tick
             log.exception("audit_anchor_failed", path=str(self.path))
             return None
