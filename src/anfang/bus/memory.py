@@ -94,7 +94,7 @@ class _DurableSub(_Sub):
             self._seen.popitem(last=False)
         return True
 
-    def _load(self) -> datetime:
+    def _load(self) -> tuple[datetime, bool]:
         from anfang.store.eventlog import load_cursor
 
         with self.bus.store.session() as s:
@@ -134,8 +134,9 @@ class _DurableSub(_Sub):
 
     async def _run(self) -> None:
         try:
-            self.position = self.saved = await asyncio.to_thread(self._load)
-            after = (self.position - self.bus.replay_margin, "")
+            self.position, new = await asyncio.to_thread(self._load)
+            self.saved = self.position
+            after = (self.position if new else self.position - self.bus.replay_margin, "")
             while True:
                 page = await asyncio.to_thread(self._page, after)
                 for event, recorded_at in page:

@@ -464,6 +464,9 @@ class GbServer:
         if not header:
             self._challenge(msg, peer)
             return
+        if (header.split(None, 1) or [""])[0].lower() != "digest":  # another scheme (GB 35114 Capability ...): challenge
+            self._challenge(msg, peer)
+            return
         creds = parse_auth(header)
         if not (creds.get("username") and creds.get("nonce") and creds.get("response")):
             self._fail([addr_key], now, peer.addr[0])  # a malformed digest: garbage, counted per address

@@ -45,13 +45,15 @@ class BusCursor(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-def load_cursor(session: Session, consumer: str) -> datetime:
-    """The consumer's position; a consumer seen for the first time starts now (no replay of older history)."""
+def load_cursor(session: Session, consumer: str) -> tuple[datetime, bool]:
+    """(the consumer's position, whether it is new): a consumer seen for the first time starts now (no replay of
+    older history)."""
     row = session.get(BusCursor, consumer)
     if row is None:
         row = BusCursor(consumer=consumer, position=utcnow())
         session.add(row)
-    return row.position
+        return row.position, True
+    return row.position, False
 
 
 def save_cursor(session: Session, consumer: str, position: datetime) -> None:
