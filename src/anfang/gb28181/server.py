@@ -464,8 +464,8 @@ class GbServer:
         if not header:
             self._challenge(msg, peer)
             return
-        if (header.split(None, 1) or [""])[0].lower() != "digest":  # another scheme (GB 35114 Capability ...): challenge
-            self._challenge(msg, peer)
+        if (header.split(None, 1) or [""])[0].lower() != "digest":
+            self._challenge(msg, peer)  # another scheme (GB 35114 Capability ...): challenged, not garbage
             return
         creds = parse_auth(header)
         if not (creds.get("username") and creds.get("nonce") and creds.get("response")):
