@@ -4,7 +4,8 @@ into the producer.
 
 Durable consumers (``durable=`` name, given a store): the queue is memory, but the events are already committed to
 ``event_log`` before they are published (EventRecorder, the GA/T 1400 writer). Each durable consumer keeps a cursor
-in the database (``bus_cursors``: everything recorded before it is handled) and on start replays, in recorded order,
+in the database (``bus_cursors``: everything recorded before it is handled; written at most once per
+``save_every_s`` and when idle) and on start replays, in recorded order,
 what was recorded after it (less a margin for writers whose commit and publish are not under one lock). Replay can
 hand an event over twice, so durable handlers are idempotent by event id (the warning engine makes no second
 warning for an event it already turned into one). A crash between commit and handling therefore delays an event,
@@ -116,8 +117,8 @@ class _DurableSub(_Sub):
         if self.position is None or self.position == self.saved:
             return
         now = time.monotonic()
-        if not force and now - self._last_save < self.bus.save_every_s and not self.queue.empty():
-            return
+        if not force and now - self._last_save < self.bus.save_every_s:
+            return  # at most one cursor write per save_every_s; the idle timer below writes the last step
         self._last_save, position = now, self.position
         try:
             await asyncio.to_thread(self._save, position)
@@ -152,7 +153,11 @@ class _DurableSub(_Sub):
         finally:
             self._ready.set()
         while True:
-            event, stamp = await self.queue.get()
+            try:
+                event, stamp = await asyncio.wait_for(self.queue.get(), timeout=self.bus.save_every_s)
+            except TimeoutError:
+                await self._flush()  # idle: the position of the last event handled
+                continue
             try:
                 await self._step(event, stamp)
             finally:
