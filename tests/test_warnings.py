@@ -106,7 +106,9 @@ def test_lifecycle_dedup_routing_escalation(store) -> None:
     assert v is not None and v["state"] == "dispatched" and v["police_area_id"] == w.police_area["LD-1"]
     assert v["place"].endswith("列东社区1栋1单元1层101室")
     # the same smoke detector again within the window folds into the open warning
-    assert svc.raise_warning(Candidate(**{**c.__dict__, "at": T0 + timedelta(minutes=5)})) is None
+    again = Event(kind=EventKind.sensor_reading, source="smoke-1", at=T0 + timedelta(minutes=5),
+                  address_id=w.addr["ld-101"])  # a second reading (its own event id)
+    assert svc.raise_warning(Candidate(**{**c.__dict__, "at": again.at, "event": again})) is None
     assert svc.recipients(v) == ["grid", "police", "property"]
     police, grid, city = w.users["police"], w.users["grid"], w.users["city"]
     assert [x["id"] for x in svc.list(police)["items"]] == [v["id"]]
@@ -128,7 +130,9 @@ def test_lifecycle_dedup_routing_escalation(store) -> None:
     steps = [s["action"] for s in svc.get(city, v["id"])["steps"]]
     assert steps == ["raised", "dispatched", "escalated", "acknowledged", "handled", "closed"]
     # closed: a new alarm from the same detector is a new warning
-    assert svc.raise_warning(Candidate(**{**c.__dict__, "at": T0 + timedelta(hours=1)})) is not None
+    later = Event(kind=EventKind.sensor_reading, source="smoke-1", at=T0 + timedelta(hours=1),
+                  address_id=w.addr["ld-101"])
+    assert svc.raise_warning(Candidate(**{**c.__dict__, "at": later.at, "event": later})) is not None
     assert svc.stats(police)["by_state"] == {"closed": 1, "dispatched": 1}
 
 

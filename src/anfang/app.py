@@ -100,8 +100,9 @@ def _wire_early_warning(app: FastAPI, settings: Settings) -> None:
                                         escalate_minutes=settings.warning_escalate_minutes)
     app.state.warning_engine = WarningEngine(store, bus, app.state.warnings)
     app.state.terminal_hub = TerminalHub(bus)
-    app.state.services += [app.state.terminal_hub, app.state.warning_engine,
-                           WebhookSender(bus, settings.warning_webhooks),
+    app.state.webhooks = WebhookSender(store, settings.warning_webhooks)
+    app.state.warnings.hooks.append(app.state.webhooks.enqueue)  # deliveries commit with the warning
+    app.state.services += [app.state.terminal_hub, app.state.warning_engine, app.state.webhooks,
                            BehaviourJob(store, app.state.warnings, bus)]
     if settings.mqtt_host:
         from anfang.iot.mqtt import MqttConsumer
@@ -132,7 +133,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
         app.state.bus = NatsBus(settings.nats_url)
     else:
-        app.state.bus = InProcessBus()
+        # durable consumers keep their cursor in the store and replay event_log on start (bus/memory.py)
+        app.state.bus = InProcessBus(app.state.store, node_id=settings.node_id)
     # Rooms append their background services here; the lifespan starts them in order and stops them in reverse.
     app.state.services = []
 
@@ -241,8 +243,21 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
     # 数据安全: access monitoring on the audit chain, alerts and TOTP pages, security headers + CSRF origin check
     app.state.access_monitor = AccessMonitor(app.state.store, settings).attach()
+    from anfang.federation.outbox import send_audit_head
+    from anfang.security.audit import AuditAnchor
+
+    store = app.state.store
+    app.state.services.append(AuditAnchor(  # the audit head: to the head file every few minutes, and up to parents
+        store, settings.audit_heads_file or settings.data_dir / "audit-heads.jsonl", node=settings.node_id,
+        every_s=settings.audit_anchor_minutes * 60, sink=lambda line: send_audit_head(store, line)))
     mount_security(app)
+    from anfang.security.bodylimit import BodyLimit
+
+    app.add_middleware(BodyLimit, settings=settings, store=app.state.store)  # 413 while reading (route classes)
     app.add_middleware(SecurityMiddleware, settings=settings, monitor=app.state.access_monitor,
                        store=app.state.store)
+    from anfang.metrics import install as install_metrics
+
+    install_metrics(app, settings)  # /metrics for Prometheus (allow-list or token), request latencies
     mount_console(app)
     return app

@@ -266,21 +266,49 @@ def export_cmd(kind: Annotated[Kind, typer.Argument(help="数据类别 / kind")]
 
 
 @audit_app.command("verify")
-def audit_verify(data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
-    """校验审计日志哈希链 / verify the audit hash chain; exit 1 if broken."""
+def audit_verify(data_dir: DataDirOpt = None, config: ConfigOpt = None,
+                 heads: Annotated[Path | None, typer.Option(
+                     "--heads", help="头文件：检查记录过的链头仍在链中 / head file: check every anchored head")] = None,
+                 ) -> None:
+    """校验审计日志哈希链（带密钥）/ verify the keyed audit chain (and anchored heads); exit 1 if broken."""
     from anfang.security.audit import verify
 
     settings = _settings(config, data_dir=data_dir)
-    result = verify(_store(settings))
+    result = verify(_store(settings), heads=heads)
+    keys_used = ", ".join(f"{k}: {n}" for k, n in sorted(result.keys.items())) or "-"
+    console.print(f"审计链 / audit chain: {result.checked} 条 rows (无密钥旧记录 / unkeyed legacy: {result.legacy}; "
+                  f"密钥 / keys: {keys_used}; 头记录 / anchored heads checked: {result.anchors})")
+    # the full head hash, to be logged elsewhere (the head file, a ticket, the parent node)
+    console.print(f"head #{result.head_seq} {result.head_hash}", soft_wrap=True)
     if result.ok:
-        console.print(f"[green]审计链完整[/] / audit chain intact: {result.checked} 条, head #{result.head_seq} "
-                      f"{result.head_hash[:16]}…")
+        console.print("[green]审计链完整[/] / audit chain intact")
         return
-    console.print(f"[red]审计链被破坏[/] / audit chain BROKEN ({len(result.problems)} problems, "
-                  f"{result.checked} rows checked):")
+    console.print(f"[red]审计链被破坏[/] / audit chain BROKEN ({len(result.problems)} problems):")
     for line in result.problems[:50]:
-        console.print("  " + line)
+        console.print("  " + line, soft_wrap=True)
     raise typer.Exit(code=1)
+
+
+@audit_app.command("anchor")
+def audit_anchor(data_dir: DataDirOpt = None, config: ConfigOpt = None,
+                 heads: Annotated[Path | None, typer.Option("--heads", help="头文件 / head file")] = None) -> None:
+    """把当前链头追加到头文件 / append the chain's head to the head file now (the server does it every few minutes)."""
+    from anfang.security.audit import anchor_head
+
+    settings = _settings(config, data_dir=data_dir)
+    path = heads or settings.audit_heads_file or settings.data_dir / "audit-heads.jsonl"
+    seq = anchor_head(_store(settings), path, settings.node_id)
+    console.print(f"head #{seq} → {path}" if seq else f"链头未变 / head unchanged ({path})")
+
+
+@audit_app.command("rotate-key")
+def audit_rotate_key(data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
+    """新的审计密钥（旧密钥保留用于校验）/ a new audit-chain key in the key file; old rows stay verifiable."""
+    from anfang.security import crypto, keys
+
+    settings = _settings(config, data_dir=data_dir)
+    crypto.configure_from_settings(settings)
+    console.print(f"审计主密钥 / audit primary key: {keys.add_audit_key(settings)}")
 
 
 @users_app.command("create")

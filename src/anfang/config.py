@@ -49,6 +49,18 @@ class Settings(BaseSettings):
     warning_dedup_minutes: float = 10.0
     warning_escalate_minutes: float = 15.0
     warning_webhooks: list[str] = Field(default_factory=list)
+    # audit chain head anchoring (security/audit.py): head file (default data_dir/audit-heads.jsonl), interval
+    audit_heads_file: Path | None = None
+    audit_anchor_minutes: float = 5.0
+    # /metrics (Prometheus): answered to these client addresses, or to "Authorization: Bearer <metrics_token>"
+    metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+    metrics_token: str | None = None
+    # request body limits in bytes, enforced while reading (security/bodylimit.py); /VIID has viid_max_body
+    max_body_preauth: int = 64 * 1024  # without a live session: login, /api/iot device messages, anything else
+    max_body_api: int = 1024 * 1024  # JSON API and console forms with a session
+    max_body_upload: int = 32 * 1024 * 1024  # uploads with a session (leak trace, 六无 import, siting OSM)
+    max_body_doorplate: int = 8 * 1024 * 1024  # /p/ phone pages (plate token; photos)
+    max_body_federation: int = 64 * 1024 * 1024  # /api/federation/ingest (HMAC-signed batches)
     # Door plates (anfang.doorplates): the URL printed in the QR codes (default http://host:port), and how far (m)
     # an installer's scan may be from the address's coordinates for the plate to count as accurate.
     public_url: str | None = None

@@ -20,7 +20,17 @@ from anfang.core.errors import ValidationError
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
-_ID_RE = re.compile(r"^\d{17}[\dX]$")
+_ID_RE = re.compile(r"^\d{17}[\dX]$", re.ASCII)  # ASCII: \d alone also matches '٣', '３' ...
+
+
+
+def ascii_digits(value: object, max_len: int | None = None) -> bool:
+    """True for a non-empty str of ASCII digits 0-9 only (and at most ``max_len`` of them). ``str.isdigit`` also
+    accepts '²' (which ``int`` then refuses) and ``int`` accepts '٣' or '３' — a number from the wire is checked
+    with this before ``int``."""
+    return (isinstance(value, str) and value.isascii() and value.isdigit()
+            and (max_len is None or len(value) <= max_len))
+
 
 # GB/T 2260 province-level codes (first two digits), plus 9x used by foreigners' permanent residence IDs (2023).
 PROVINCE_CODES = frozenset(
@@ -102,7 +112,7 @@ def make_credit_code(region6: str, serial9: str, registry: str = "9", kind: str 
     return first17 + uscc_check_char(first17)
 
 
-_PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
+_PHONE_RE = re.compile(r"^1[3-9]\d{9}$", re.ASCII)
 
 
 def validate_phone(raw: str) -> str:

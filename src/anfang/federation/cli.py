@@ -102,6 +102,20 @@ def purge(parent: Annotated[str, typer.Argument(help="上级节点编号 / paren
     console.print(f"dropped {svc.purge_outbox(parent)} records pending for {parent}")
 
 
+@fed_app.command("audit-heads")
+def audit_heads(child: Annotated[str, typer.Argument(help="下级节点编号 / child node id")], config: ConfigOpt = None,
+                ) -> None:
+    """输出下级节点上报的审计链头（头文件格式）/ print the audit heads a child sent up, as a head file for
+    `anfang audit verify --heads` at the child."""
+    import json
+
+    from anfang.federation.outbox import audit_heads_of
+
+    settings = _settings(config)
+    for line in audit_heads_of(_service(settings).store, child):
+        typer.echo(json.dumps(line, separators=(",", ":")))
+
+
 @fed_app.command("demo")
 def demo(base_port: Annotated[int, typer.Option(help="市级端口，县级 +1，社区 +2 / city port; county +1, "
                                                      "community +2")] = 8100,

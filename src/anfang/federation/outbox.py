@@ -270,3 +270,34 @@ class Outbox:
         envs = [event_envelope(r, self.node_id) for r in rows if isinstance(r, dict) and r.get("id")]
         if envs:
             conn.execute(FedOutbox.__table__.insert(), self.rows(envs))
+
+
+# ---- audit heads (security/audit.py): anchored up the link, kept by the parent ----------------------------------
+AUDIT_HEAD = "audit_head"
+
+
+def send_audit_head(store: Store, line: dict[str, Any]) -> int:
+    """Queue one anchored audit head (seq, full hash, time, HMAC) for every parent; returns the outbox rows written
+    (0 on a node without parents). The parent keeps each head as an ``audit_head`` record of this node."""
+    outbox: Outbox | None = getattr(store, "outbox", None)
+    if outbox is None or not outbox.parents:
+        return 0
+    node = str(line.get("node") or outbox.node_id)
+    env = Envelope(gid=f"{AUDIT_HEAD}:{node}:{line['seq']}"[:64], origin=node, entity=AUDIT_HEAD,
+                   key=f"{int(line['seq']):012d}", version=1, op="append", at=str(line["at"]), data=dict(line),
+                   path=[node])
+    rows = outbox.rows([env])
+    with store.session() as s:
+        s.execute(FedOutbox.__table__.insert(), rows)
+    return len(rows)
+
+
+def audit_heads_of(store: Store, child: str) -> list[dict[str, Any]]:
+    """The audit heads a child node sent up, oldest first, as lines of a head file (``anfang audit verify
+    --heads`` at the child checks its chain against them)."""
+    from anfang.federation.models import FedRecord
+
+    with store.session() as s:
+        return [dict(r.data) for r in s.scalars(select(FedRecord).where(FedRecord.origin == child,
+                                                                        FedRecord.entity == AUDIT_HEAD)
+                                                 .order_by(FedRecord.key))]

@@ -110,3 +110,22 @@ def trace(device_id: Annotated[str, typer.Argument(help="设备国标编码 / de
         while tr.trace_request(store, device_id) is not None and _time.time() < until.timestamp():
             _time.sleep(1.0)
             last = max(last, show(tr.trace_entries(store, device_id, after_id=last)))
+
+
+@gb_app.command("unlock")
+def unlock(device_id: Annotated[str | None, typer.Argument(help="设备国标编码 / device id")] = None,
+           address: Annotated[str | None, typer.Option("--address", help="被锁定的来源地址 / a locked-out address")]
+           = None,
+           data_dir: Annotated[str | None, typer.Option("--data-dir", help="数据目录 / data directory")] = None,
+           config: Annotated[str | None, typer.Option("--config", envvar="ANFANG_CONFIG")] = None) -> None:
+    """解除国标设备（或地址）的密码错误锁定 / lift a GB/T 28181 lock-out of a device id (or an address)."""
+    from pathlib import Path
+
+    from anfang.clibase import open_store as _store
+    from anfang.clibase import settings_for as _settings
+    from anfang.security.monitoring import unlock_device
+
+    settings = _settings(Path(config) if config else None, data_dir=Path(data_dir) if data_dir else None)
+    n = unlock_device(_store(settings), None, device_id, address)
+    console.print(f"已解锁 / lifted: {n}（运行中的 SIP 服务一秒内生效 / the running SIP server applies it within "
+                  "a second）" if n else "没有未解除的锁定 / no open lock-out")

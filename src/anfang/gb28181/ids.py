@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from anfang.core.ids import PROVINCE_CODES
 
-_ID_RE = re.compile(r"^\d{20}$")
+_ID_RE = re.compile(r"\d{20}", re.ASCII)  # fullmatch: no trailing newline, no '٣'
 
 TYPES: dict[str, str] = {
     "111": "DVR", "112": "视频服务器", "113": "编码器", "114": "解码器", "115": "视频切换矩阵",
@@ -74,7 +74,7 @@ class GbId:
 def parse_gb_id(raw: str) -> GbId:
     """Validate a 20-digit code: digits only, a GB/T 2260 province; raises ``GbIdError`` with a zh-CN message."""
     value = (raw or "").strip()
-    if not _ID_RE.match(value):
+    if not _ID_RE.fullmatch(value):
         raise GbIdError(f"国标编码应为20位数字 / GB/T 28181 id must be 20 digits: {value!r}")
     if int(value[:2]) not in PROVINCE_CODES:
         raise GbIdError(f"国标编码的行政区划代码无效 / bad region code in {value}")

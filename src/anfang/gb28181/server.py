@@ -101,6 +101,7 @@ class _Failures:
     count: int = 0
     first: float = 0.0
     locked_until: float = 0.0
+    alert_id: int | None = None  # the security alert of the current lock-out; acknowledging it lifts the lock
 
 
 @dataclass
@@ -385,21 +386,71 @@ class GbServer:
             self.endpoint.reply(msg, msg.response(405 if method in ("INVITE", "BYE", "CANCEL") else 501), peer)
 
     # ---- registrar -------------------------------------------------------------------------------------------
+    # Lock-out: wrong passwords count per device id only (a misconfigured camera must not lock out the correct
+    # ones behind the same NAT); per address only garbage counts — ids that are not GB/T 28181 ids, malformed
+    # digests — with a limit ADDR_GARBAGE_FACTOR times higher. Each lock-out is logged and raised as a security
+    # alert (security/monitoring.py) with the device and the address; acknowledging the alert lifts it.
+    ADDR_GARBAGE_FACTOR = 10
+
     def _locked(self, key: str, now: float) -> bool:
         f = self._failures.get(key)
-        return f is not None and f.locked_until > now
+        if f is None or f.locked_until <= now:
+            return False
+        self._check_lifted(now)
+        return True
 
-    def _fail(self, keys: list[str], now: float) -> None:
+    def _check_lifted(self, now: float) -> None:
+        """At most once a second, off the receive path: drop the lock-outs whose alert was acknowledged."""
+        if now - getattr(self, "_lift_checked", 0.0) < 1.0:
+            return
+        self._lift_checked = now
+        from anfang.security import monitoring
+
+        by_alert = {f.alert_id: k for k, f in self._failures.items() if f.alert_id is not None and f.locked_until > now}
+        if not by_alert:
+            return
+
+        async def check() -> None:
+            for alert_id in await asyncio.to_thread(monitoring.lifted, self.store, list(by_alert)):
+                key = by_alert[alert_id]
+                self._failures.pop(key, None)
+                log.info("gb28181_lockout_lifted", key=key, alert_id=alert_id)
+
+        self._spawn(check())
+
+    def _fail(self, keys: list[str], now: float, address: str = "") -> None:
         window = self.config.lockout_minutes * 60
         for key in keys:
             f = self._failures.get(key)
             if f is None or now - f.first > window:
                 f = self._failures[key] = _Failures(0, now)
             f.count += 1
-            if f.count >= self.config.lockout_failures:
+            limit = self.config.lockout_failures * (self.ADDR_GARBAGE_FACTOR if key.startswith("addr:") else 1)
+            if f.count >= limit and f.locked_until <= now:
                 f.locked_until = now + window
+                self._lockout(key, f, address)
         if len(self._failures) > 200_000:
             self._failures = {k: v for k, v in self._failures.items() if v.locked_until > now}
+
+    def _lockout(self, key: str, f: _Failures, address: str) -> None:
+        from anfang.security import monitoring
+
+        kind = "address" if key.startswith("addr:") else "device"
+        device_id = "" if kind == "address" else key.split(":", 1)[1]
+        minutes = self.config.lockout_minutes
+        log.warning("gb28181_lockout", kind=kind, device_id=device_id, address=address, failures=f.count,
+                    minutes=minutes)
+        self.stats["lockouts"] = self.stats.get("lockouts", 0) + 1
+
+        async def alert() -> None:
+            try:
+                f.alert_id = await asyncio.to_thread(
+                    monitoring.gb_lockout_alert, self.store, "sip_garbage" if kind == "address" else "sip_lockout",
+                    device_id, address, f.count, minutes)
+            except Exception:  # noqa: BLE001 - the lock-out holds without its alert; the log line is there
+                log.exception("gb28181_lockout_alert_failed", key=key)
+
+        self._spawn(alert())
 
     def _challenge(self, msg: SipMessage, peer: Peer, stale: bool = False) -> None:
         self.stats["challenges"] += 1
@@ -425,6 +476,8 @@ class GbServer:
             return
         st = self.devices.get(device_id)
         if st is None and not (self.config.allow_unknown and is_gb_id(device_id)):
+            if not is_gb_id(device_id):
+                self._fail([addr_key], now, peer.addr[0])  # garbage: counted per address
             self._reject(msg, peer, 403, "Unknown Device")
             return
         if st is not None and st.review == "rejected":
@@ -434,7 +487,14 @@ class GbServer:
         if not header:
             self._challenge(msg, peer)
             return
+        if (header.split(None, 1) or [""])[0].lower() != "digest":
+            self._challenge(msg, peer)  # another scheme (GB 35114 Capability ...): challenged, not garbage
+            return
         creds = parse_auth(header)
+        if not (creds.get("username") and creds.get("nonce") and creds.get("response")):
+            self._fail([addr_key], now, peer.addr[0])  # a malformed digest: garbage, counted per address
+            self._reject(msg, peer, 400, "Bad Authorization")
+            return
         qop = creds.get("qop") or None
         state = self.nonces.check(creds.get("nonce", ""), qop, creds.get("nc", ""))
         password = (st.password if st is not None and st.password else None) or self.config.password
@@ -444,7 +504,7 @@ class GbServer:
                 creds, password=password, realm=self.config.realm, method="REGISTER"))
             return
         if not auth.verify(creds, password=password, realm=self.config.realm, method="REGISTER"):
-            self._fail([dev_key, addr_key], now)
+            self._fail([dev_key], now, peer.addr[0])  # the device id only: its neighbours behind a NAT go on
             self._reject(msg, peer, 403, "Wrong Password")
             return
         self.nonces.consume(creds.get("nonce", ""), qop, creds.get("nc", ""))

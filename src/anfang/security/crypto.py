@@ -31,7 +31,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +67,26 @@ def new_key_id() -> str:
     return "k" + secrets.token_hex(4)
 
 
+AUDIT_DERIVED_KID = "a0"  # the audit key derived from the index key, for key sets written before audit keys
+
+
 @dataclass(frozen=True)
 class KeyMaterial:
     primary: str
     keys: dict[str, bytes]  # kid -> 32-byte AES key
     index_key: bytes  # HMAC key of the blind indexes
+    # HMAC keys of the audit chain (security/audit.py): rotated on their own (``anfang audit rotate-key``), never
+    # retired — every row names its key and stays verifiable. Without any, "a0" is derived from the index key.
+    audit_keys: dict[str, bytes] = field(default_factory=dict)
+    audit_primary: str | None = None
+
+    def audit_key_set(self) -> dict[str, bytes]:
+        derived = hmac.new(self.index_key, b"anfang audit chain v1", hashlib.sha256).digest()
+        return {AUDIT_DERIVED_KID: derived, **self.audit_keys}
+
+    def with_new_audit_key(self) -> KeyMaterial:
+        kid = "a" + secrets.token_hex(4)
+        return replace(self, audit_keys={**self.audit_keys, kid: secrets.token_bytes(32)}, audit_primary=kid)
 
     @classmethod
     def generate(cls) -> KeyMaterial:
@@ -85,27 +100,37 @@ class KeyMaterial:
             keys = {str(k): base64.b64decode(v) for k, v in data["keys"].items()}
             primary = str(data["primary"])
             index_key = base64.b64decode(data["index_key"])
-        except (ValueError, KeyError, TypeError) as exc:
+            audit_keys = {str(k): base64.b64decode(v) for k, v in (data.get("audit_keys") or {}).items()}
+            audit_primary = data.get("audit_primary")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DataKeyError(f"密钥文件格式错误 / malformed data key set: {exc}") from exc
         if primary not in keys:
             raise DataKeyError(f"主密钥{primary}不在密钥集中 / primary key not in the key set")
         if any(len(k) != 32 for k in keys.values()) or len(index_key) < 32:
             raise DataKeyError("密钥长度错误（AES-256 需32字节）/ keys must be 32 bytes")
-        return cls(primary, keys, index_key)
+        if audit_primary is not None and audit_primary not in audit_keys:
+            raise DataKeyError(f"审计主密钥{audit_primary}不在密钥集中 / audit primary key not in the key set")
+        if any(len(k) < 32 for k in audit_keys.values()):
+            raise DataKeyError("审计密钥至少32字节 / audit keys must be at least 32 bytes")
+        return cls(primary, keys, index_key, audit_keys, audit_primary)
 
     def to_json(self) -> str:
-        return json.dumps({"version": 1, "primary": self.primary,
-                           "keys": {k: base64.b64encode(v).decode() for k, v in self.keys.items()},
-                           "index_key": base64.b64encode(self.index_key).decode()}, indent=2)
+        data: dict[str, Any] = {"version": 1, "primary": self.primary,
+                                "keys": {k: base64.b64encode(v).decode() for k, v in self.keys.items()},
+                                "index_key": base64.b64encode(self.index_key).decode()}
+        if self.audit_keys:
+            data["audit_keys"] = {k: base64.b64encode(v).decode() for k, v in self.audit_keys.items()}
+            data["audit_primary"] = self.audit_primary
+        return json.dumps(data, indent=2)
 
     def with_new_primary(self) -> KeyMaterial:
         kid = new_key_id()
-        return KeyMaterial(kid, {**self.keys, kid: AESGCM.generate_key(bit_length=256)}, self.index_key)
+        return replace(self, primary=kid, keys={**self.keys, kid: AESGCM.generate_key(bit_length=256)})
 
     def without(self, kids: set[str]) -> KeyMaterial:
         if self.primary in kids:
             raise DataKeyError("不能删除主密钥 / cannot remove the primary key")
-        return KeyMaterial(self.primary, {k: v for k, v in self.keys.items() if k not in kids}, self.index_key)
+        return replace(self, keys={k: v for k, v in self.keys.items() if k not in kids})
 
 
 def write_key_file(path: Path, material: KeyMaterial) -> None:
@@ -137,6 +162,19 @@ class Keyring:
         kid = material.primary.encode()
         self._primary_bytes = BYTES_PREFIX + bytes([len(kid)]) + kid
         self._mac = hmac.new(material.index_key, digestmod=hashlib.sha256)
+        self._audit = {kid: hmac.new(key, digestmod=hashlib.sha256) for kid, key in material.audit_key_set().items()}
+        self.audit_primary = material.audit_primary or AUDIT_DERIVED_KID
+
+    def audit_mac(self, kid: str, payload: bytes) -> str:
+        """HMAC-SHA256 (hex) of ``payload`` under audit key ``kid``; KeyError when the key set does not hold it
+        (after a reload from the key file, in case another process rotated)."""
+        mac = self._audit.get(kid)
+        if mac is None:
+            self.reload()
+            mac = self._audit[kid]
+        h = mac.copy()
+        h.update(payload)
+        return h.hexdigest()
 
     # -- key set ---------------------------------------------------------------------------------------------------
     def reload(self, force: bool = False) -> bool:

@@ -75,6 +75,19 @@ def add_primary_key(settings: Any) -> str:
     return material.primary
 
 
+def add_audit_key(settings: Any) -> str:
+    """Write a new audit-chain key into the key file and make it the one new rows are signed with (the old ones
+    stay: rows name their key and verify under it); returns its id."""
+    path = _key_file(settings)
+    ring = crypto.keyring()
+    ring.reload()
+    material = ring.material.with_new_audit_key()
+    crypto.write_key_file(path, material)
+    ring.reload(force=True)
+    log.info("audit_key_added", primary=material.audit_primary, path=str(path))
+    return material.audit_primary or ""
+
+
 def _pass(store: Store, batch: int, progress: Callable[[int], None] | None) -> int:
     ring = crypto.keyring()
     changed = 0

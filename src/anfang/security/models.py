@@ -55,6 +55,8 @@ class AuditEntry(Base):
     client: Mapped[str | None] = mapped_column(String(64))
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # the audit key (security/crypto.py) the row's HMAC is under; NULL: a plain SHA-256 row from before 0016
+    key_id: Mapped[str | None] = mapped_column(String(16))
 
 
 class UserSecurity(Base):

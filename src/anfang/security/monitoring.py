@@ -48,13 +48,15 @@ KINDS = {
     "out_of_scope": ("越权访问尝试", "Access outside jurisdiction attempted"),
     "failed_logins": ("多次登录失败，账号已锁定", "Many failed logins, account locked"),
     "login_spray": ("同一来源多次登录失败", "Many failed logins from one client"),
+    "sip_lockout": ("国标设备多次密码错误，已锁定", "GB/T 28181 device locked out after wrong passwords"),
+    "sip_garbage": ("同一地址大量无效注册，已锁定该地址", "GB/T 28181: address locked out after invalid registers"),
 }
 _ACTIONS = {"read": "读取", "create": "新增", "update": "修改", "delete": "删除", "export": "导出", "import": "导入",
             "login": "登录", "viid_image": "查看"}
 _ENTITIES = {"person": "人员", "house": "房屋", "address": "地址", "unit": "单位", "vehicle": "车辆",
              "doorplate": "门牌", "viid_images": "抓拍图片", "warning": "预警"}
 SEVERITY = {"bulk_read": "high", "off_hours": "medium", "out_of_scope": "high", "failed_logins": "medium",
-            "login_spray": "high"}
+            "login_spray": "high", "sip_lockout": "medium", "sip_garbage": "high"}
 _FOLD = {"bulk_read": timedelta(hours=24), "off_hours": timedelta(hours=24)}
 _FOLD_DEFAULT = timedelta(hours=1)
 PERSONAL_ACTIONS = frozenset({"read", "export", "import", "create", "update", "delete"})
@@ -397,3 +399,60 @@ def unlock_user(store: Store, p: Principal | None, username: str) -> None:
                                                                                        locked_until=None))
         uid = user.id
     audit.record(store, p or Principal.system("cli"), "update", "user", [uid], detail="unlocked")
+
+
+# ---- GB/T 28181 lock-outs (gb28181/server.py): shown as security alerts; acknowledging one lifts the lock-out -------
+def gb_lockout_alert(store: Store, kind: str, device_id: str, address: str, failures: int, minutes: float) -> int:
+    """A new alert for one lock-out (``sip_lockout``: a device id; ``sip_garbage``: an address); returns its id.
+    The SIP server lifts the lock-out as soon as the alert is acknowledged (console, API or ``unlock_device``)."""
+    if kind == "sip_lockout":
+        detail = (f"设备 {device_id}（来自 {address}）{failures} 次密码错误，锁定 {minutes:g} 分钟；确认此告警即解锁 / "
+                  f"device {device_id} from {address}: {failures} wrong passwords, locked for {minutes:g} min; "
+                  "acknowledging this alert lifts it")
+    else:
+        detail = (f"地址 {address} 发送 {failures} 次无效注册（无效编码或摘要），锁定 {minutes:g} 分钟；"
+                  "确认此告警即解锁 / "
+                  f"address {address}: {failures} invalid REGISTERs (bad ids or digests), locked for {minutes:g} min; "
+                  "acknowledging this alert lifts it")
+    username = f"gb28181:{device_id}" if kind == "sip_lockout" else "gb28181"
+    with store.session() as s:
+        alert = AccessAlert(kind=kind, severity=SEVERITY[kind], user_id=None, username=username[:64],
+                            role="device", client=address[:64], count=failures, detail=detail)
+        s.add(alert)
+        s.flush()
+        alert_id = alert.id
+    audit.record(store, Principal.system("gb28181"), "alert", "access_alert", [alert_id], detail=f"{kind}: {detail}")
+    return alert_id
+
+
+def lifted(store: Store, alert_ids: list[int]) -> list[int]:
+    """Which of these lock-out alerts an administrator has acknowledged."""
+    if not alert_ids:
+        return []
+    with store.session() as s:
+        return list(s.scalars(select(AccessAlert.id).where(AccessAlert.id.in_(alert_ids),
+                                                           AccessAlert.acknowledged_at.is_not(None))))
+
+
+def unlock_device(store: Store, p: Principal | None, device_id: str | None = None, address: str | None = None) -> int:
+    """Lift GB/T 28181 lock-outs of a device id (or of an address): acknowledges their open alerts, which the SIP
+    server picks up within a second; returns how many. CLI: ``anfang gb28181 unlock``; API: the alert's ack."""
+    if p is not None and p.role not in (Role.city_admin, Role.county_admin):
+        raise Forbidden("仅管理员可解锁设备 / only administrators may unlock devices")
+    cond = [AccessAlert.acknowledged_at.is_(None)]
+    if device_id:
+        cond += [AccessAlert.kind == "sip_lockout", AccessAlert.username == f"gb28181:{device_id}"[:64]]
+    elif address:
+        cond += [AccessAlert.kind == "sip_garbage", AccessAlert.client == address[:64]]
+    else:
+        raise NotFound("请指定设备编码或地址 / give a device id or an address")
+    who = (p or Principal.system("cli")).username
+    with store.session() as s:
+        ids = list(s.scalars(select(AccessAlert.id).where(*cond)))
+        if ids:
+            s.execute(update(AccessAlert).where(AccessAlert.id.in_(ids)).values(acknowledged_at=utcnow(),
+                                                                                acknowledged_by=who))
+    if ids:
+        audit.record(store, p or Principal.system("cli"), "update", "access_alert", ids,
+                     detail=f"gb28181 unlock {device_id or address}")
+    return len(ids)

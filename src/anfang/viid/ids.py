@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+from anfang.core.ids import ascii_digits
+
 CHINA_TZ = timezone(timedelta(hours=8), "CST")
 
 OBJECT_TYPE = {"person": "01", "motor": "02", "nonmotor": "03", "thing": "04", "scene": "05", "face": "06"}
@@ -55,7 +57,7 @@ def parse_time(value: object) -> datetime | None:
         return None
     text = str(value).strip()
     try:
-        if text.isdigit() and len(text) in (14, 17):
+        if ascii_digits(text) and len(text) in (14, 17):
             dt = datetime(int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]),
                           int(text[12:14]), tzinfo=CHINA_TZ)
             if len(text) == 17:

@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from anfang.config import Settings
+from anfang.core.ids import ascii_digits
 from anfang.devices.models import Device
 from anfang.devices.service import ONLINE, DeviceService
 from anfang.store.engine import Store
@@ -142,7 +143,7 @@ def node_of(request: Request) -> ViidNode:
 
 async def read_json(request: Request, limit: int) -> Any:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and ascii_digits(declared) and int(declared) > limit:
         raise ViidError(413, OTHER_ERROR, f"请求体超过 {limit} 字节 / body larger than {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -308,7 +309,17 @@ async def ingest(request: Request, node: ViidNode, who: str, kind: str, items: l
                     if st.prepared is not None and st.pk is not None else None
                 if reading is not None:
                     await run_in_threadpool(node.clocks.record, reading)
-    return [s for s in statuses if s is not None] + extra
+    out = [s for s in statuses if s is not None] + extra
+    tally = getattr(getattr(request.app.state, "metrics", None), "viid", None)  # /metrics (anfang.metrics)
+    if tally is not None:
+        for st in out:
+            tally[f"{kind}_accepted" if st["StatusCode"] == OK else f"{kind}_refused"] += 1
+    return out
+
+
+# bounds of the numbers a query may carry: past them the database cannot hold the value (SQLite: 64 bits) or the
+# answer would be unbounded; the service still caps a page at 1,000 objects
+QUERY_NUMBERS = {"RecordStartNo": (0, 1_000_000_000), "PageRecordNum": (1, 10_000)}
 
 
 def _query(request: Request) -> service.Query:
@@ -327,10 +338,15 @@ def _query(request: Request) -> service.Query:
             q.gender = value
         elif key in ("IDList", "FaceID", "MotorVehicleID", "PersonID", "NonMotorVehicleID"):
             q.object_ids = [x for x in value.split(",") if x]
-        elif key == "RecordStartNo" and value.isdigit():
-            q.start_no = int(value)
-        elif key == "PageRecordNum" and value.isdigit():
-            q.page = int(value)
+        elif key in QUERY_NUMBERS:
+            low, high = QUERY_NUMBERS[key]
+            if not ascii_digits(value, 10) or not low <= int(value) <= high:
+                raise ViidError(400, INVALID_OPERATION, f"查询参数 {key} 应为 {low}–{high} 的整数 / {key} must be an "
+                                                        f"integer from {low} to {high}: {value[:24]!r}")
+            if key == "RecordStartNo":
+                q.start_no = int(value)
+            else:
+                q.page = int(value)
     return q
 
 
@@ -431,7 +447,7 @@ def _save_ape(devices: DeviceService, obj: dict[str, Any]) -> None:
     port = obj.get("Port")
     devices.upsert("viid", str(obj["ApeID"]), name=str(obj.get("Name") or obj["ApeID"]),
                    model=str(obj.get("Model") or "") or None, host=str(obj.get("IPAddr") or "") or None,
-                   port=int(port) if str(port or "").isdigit() else None, longitude=num(obj.get("Longitude")),
+                   port=int(port) if ascii_digits(str(port or ""), 5) else None, longitude=num(obj.get("Longitude")),
                    latitude=num(obj.get("Latitude")), type_code="APE",
                    attributes={"ape": {k: v for k, v in obj.items() if k not in ("Password", "UserId")}})
     from anfang.devices.placement import propose

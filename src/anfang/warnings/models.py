@@ -13,7 +13,8 @@ from anfang.store.base import Base, UtcDateTime, utcnow
 class Warning(Base):  # noqa: A001 - the domain's word; never used as the builtin here
     __tablename__ = "warnings"
     __table_args__ = (Index("ix_warnings_dedup_state", "dedup_key", "state"),
-                      Index("ix_warnings_area_created", "police_area_id", "created_at"))
+                      Index("ix_warnings_area_created", "police_area_id", "created_at"),
+                      Index("ix_warnings_event_id", "event_id"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     uid: Mapped[str] = mapped_column(String(36), unique=True)  # global id (travels to parent nodes)
     rule: Mapped[str] = mapped_column(String(64))  # e.g. smoke.alarm, plate.watchlist, face.watchlist
@@ -73,3 +74,24 @@ class PlateEntry(Base):
     watchlist_id: Mapped[int] = mapped_column(ForeignKey("plate_watchlists.id", ondelete="CASCADE"), index=True)
     plate: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(200), default="")
+
+
+class WebhookDelivery(Base):
+    """One warning step to POST to one webhook URL: written in the warning's own transaction (so a committed
+    warning always has its deliveries), sent by ``WebhookSender`` with exponential back-off, kept across
+    restarts until sent or given up."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("warning_uid", "step", "url"),
+                      Index("ix_webhook_deliveries_state_next", "state", "next_at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    warning_uid: Mapped[str] = mapped_column(String(36))
+    step: Mapped[str] = mapped_column(String(16))  # raised | escalated
+    url: Mapped[str] = mapped_column(String(500))
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(8), default="pending")  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

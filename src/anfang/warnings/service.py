@@ -3,6 +3,7 @@ new → dispatched → acknowledged → handled → closed, escalation, plate wa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -140,6 +141,13 @@ class WarningService:
         self.dedup = timedelta(minutes=dedup_minutes)
         self.escalate_after = timedelta(minutes=escalate_minutes)
         self._plate_index: dict[int, tuple[PlateWatchlist, PlateIndex]] | None = None
+        # called as hook(session, warning view, step) inside the transaction that raises or escalates a warning
+        # (the webhook delivery outbox): what they write commits with the warning or not at all
+        self.hooks: list[Callable[[Any, dict[str, Any], str], None]] = []
+
+    def _emit(self, s: Any, v: dict[str, Any], step: str) -> None:
+        for hook in self.hooks:
+            hook(s, v, step)
 
     # ---- raising -------------------------------------------------------------------------------------------
     def _locate(self, s: Any, c: Candidate) -> dict[str, Any]:
@@ -218,6 +226,10 @@ class WarningService:
         # event (the shot time) is kept in ``data["shot_at"]`` and shown.
         at = c.at or utcnow()
         with self.store.session() as s:
+            if c.event is not None and s.scalar(select(Warning.id).where(Warning.event_id == c.event.id,
+                                                                         Warning.dedup_key == c.dedup_key[:160])
+                                                .limit(1)) is not None:
+                return None  # a replayed event (durable bus consumer): never a second warning
             open_one = s.scalar(select(Warning).where(Warning.dedup_key == c.dedup_key,
                                                       Warning.state.in_(OPEN_STATES))
                                 .order_by(Warning.id.desc()).limit(1))
@@ -266,15 +278,17 @@ class WarningService:
             s.add(WarningStep(warning_id=w.id, at=at, actor="system", action="raised", note=c.rule))
             s.add(WarningStep(warning_id=w.id, at=at, actor="system", action="dispatched",
                               note=f"police_area={w.police_area_id}"))
-            return "raised", view(w)
+            v = view(w)
+            self._emit(s, v, "raised")
+            return "raised", v
 
     def recover(self, dedup_key: str, at: datetime | None = None, note: str = "") -> dict[str, Any] | None:
         """The condition behind an open warning is back to normal (sensor recovery)."""
         with self.store.session() as s:
             w = s.scalar(select(Warning).where(Warning.dedup_key == dedup_key, Warning.state.in_(OPEN_STATES))
                          .order_by(Warning.id.desc()).limit(1))
-            if w is None:
-                return None
+            if w is None or (w.recovered_at is not None and at is not None and w.recovered_at >= at):
+                return None  # already recovered by this (replayed) reading or a later one
             w.recovered_at = at or utcnow()
             s.add(WarningStep(warning_id=w.id, at=w.recovered_at, actor="system", action="recovered", note=note))
             return view(w)
@@ -289,7 +303,10 @@ class WarningService:
                 w.escalated_at = now
                 s.add(WarningStep(warning_id=w.id, at=now, actor="system", action="escalated",
                                   note=f"station={w.station_id}"))
-            return [view(w) for w in due]
+            views = [view(w) for w in due]
+            for v in views:
+                self._emit(s, v, "escalated")
+            return views
 
     # ---- lifecycle by people -------------------------------------------------------------------------------
     def _own(self, s: Any, p: Principal, warning_id: int) -> Warning:

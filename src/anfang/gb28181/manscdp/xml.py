@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from xml.sax.saxutils import escape
 
+from anfang.core.ids import ascii_digits
 from anfang.gb28181.sip.message import decode_body
 
 _DECL_RE = re.compile(r"^\s*<\?xml[^>]*\?>", re.IGNORECASE)
-_BARE_AMP_RE = re.compile(r"&(?!(?:amp|lt|gt|quot|apos|#\d+|#x[0-9a-fA-F]+);)")
+_BARE_AMP_RE = re.compile(r"&(?!(?:amp|lt|gt|quot|apos|#\d+|#x[0-9a-fA-F]+);)", re.ASCII)
 _DOCTYPE_RE = re.compile(r"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
 CHINA_TZ = timezone(timedelta(hours=8))
 CONTENT_TYPE = "Application/MANSCDP+xml"
@@ -77,6 +78,8 @@ def parse_manscdp(body: bytes, content_type: str | None = None) -> Manscdp:
 
 
 def _float(v: str | None) -> float | None:
+    if v is not None and not v.isascii():
+        return None  # float() would read '١٢' or '１２' as a number
     try:
         f = float(v) if v not in (None, "") else None
     except ValueError:
@@ -102,7 +105,7 @@ def format_time(t: datetime | None = None) -> str:
 def catalog_items(doc: Manscdp) -> tuple[int | None, list[dict[str, Any]]]:
     """(SumNum, channel dicts for ``DeviceService.upsert_channels``) from a Catalog Response or NOTIFY."""
     raw_sum = doc.get("SumNum")
-    total = int(raw_sum) if raw_sum and raw_sum.isdigit() else None
+    total = int(raw_sum) if ascii_digits(raw_sum, 9) else None
     items: list[dict[str, Any]] = []
     for item in child(doc.element, "DeviceList") or []:
         cid = text_of(item, "DeviceID")
@@ -122,7 +125,7 @@ def catalog_items(doc: Manscdp) -> tuple[int | None, list[dict[str, Any]]]:
         items.append({
             "channel_id": cid,
             "name": text_of(item, "Name") or "",
-            "type_code": cid[10:13] if len(cid) == 20 and cid.isdigit() else None,
+            "type_code": cid[10:13] if len(cid) == 20 and ascii_digits(cid) else None,
             "manufacturer": (text_of(item, "Manufacturer") or None),
             "model": (text_of(item, "Model") or None),
             "civil_code": (text_of(item, "CivilCode") or None),

@@ -13,6 +13,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from anfang.core.ids import ascii_digits
+
 MAX_MESSAGE = 65_535  # bytes: the largest UDP datagram; TCP messages are held to the same bound
 MAX_HEADERS = 128
 
@@ -30,7 +32,7 @@ REASONS = {100: "Trying", 180: "Ringing", 200: "OK", 400: "Bad Request", 401: "U
            503: "Service Unavailable", 504: "Server Time-out"}
 
 _REQUEST_RE = re.compile(r"^([A-Za-z]+)\s+(\S+)\s+SIP/2\.0\s*$", re.IGNORECASE)
-_STATUS_RE = re.compile(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE)
+_STATUS_RE = re.compile(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE | re.ASCII)
 _XML_ENC_RE = re.compile(rb"<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9_\-]+)[\"']", re.IGNORECASE)
 
 
@@ -110,10 +112,9 @@ class SipMessage:
     @property
     def cseq(self) -> tuple[int, str]:
         raw = (self.get("cseq") or "").split()
-        try:
-            return int(raw[0]), (raw[1].upper() if len(raw) > 1 else "")
-        except (ValueError, IndexError):
+        if not raw or not ascii_digits(raw[0], 10):
             return 0, ""
+        return int(raw[0]), (raw[1].upper() if len(raw) > 1 else "")
 
     @property
     def branch(self) -> str:
@@ -200,7 +201,7 @@ def uri_hostport(uri: str) -> tuple[str, int | None]:
     rest = uri.split(":", 1)[1] if uri.lower().startswith(("sip:", "sips:")) else uri
     rest = rest.split("@", 1)[-1].split(";", 1)[0].split("?", 1)[0]
     host, _, port = rest.partition(":")
-    return host, int(port) if port.isdigit() else None
+    return host, int(port) if ascii_digits(port, 5) else None
 
 
 def parse_auth(value: str) -> dict[str, str]:
@@ -325,7 +326,7 @@ def _content_length(msg: SipMessage) -> int | None:
     if raw is None:
         return None
     raw = raw.strip()
-    if not raw.isdigit() or len(raw) > 7:
+    if not ascii_digits(raw, 7):
         raise SipError(f"bad Content-Length {raw[:20]!r}", partial=msg if msg.is_request else None)
     return int(raw)
 

@@ -262,8 +262,11 @@ class SipEndpoint:
     def _call(self, msg: SipMessage, peer: Peer) -> None:
         try:
             self.handler(msg, peer)
-        except Exception:  # noqa: BLE001 - one bad handler run must not stop the endpoint
-            log.exception("sip_handler_failed", method=msg.method)
+        except Exception as exc:  # noqa: BLE001 - one bad handler run must not stop the endpoint
+            # one line: no traceback, whose rendering (locals) would put the whole message, headers and body, in
+            # the log; the method, Call-ID, device and error are enough to find it
+            log.error("sip_handler_failed", method=msg.method, call_id=msg.call_id[:100],
+                      device_id=msg.from_user[:40], peer=peer.addr, error=f"{type(exc).__name__}: {exc}"[:300])
             if msg.method != "ACK":
                 self.reply(msg, msg.response(500), peer)
 
