@@ -52,4 +52,4 @@ def demo_osm() -> str:
 
 
 def demo_network() -> RoadNetwork:
-    return read_osm_xml(io.BytesIO(demo_osm().encode()), source="演示村 demo village")
+    return read_osm_xml(io.BytesIO(demo_osm().encode()), source="演示村 / demo village")

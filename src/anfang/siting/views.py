@@ -13,7 +13,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
-from anfang.core.errors import Forbidden, ValidationError
+from anfang.core.errors import Forbidden, ValidationError, pick
 from anfang.security.roles import Role
 from anfang.security.scope import Principal
 from anfang.security.views import CurrentPrincipal
@@ -53,8 +53,10 @@ def _demo_plan() -> Plan:
 def _page(request: Request, p: Principal, plan: Plan, source: str, status: int = 200) -> HTMLResponse:
     zh = lang_of(request).startswith("zh")
     kinds = {k: (v[0] if zh else v[1]) for k, v in POI_KINDS.items()}
+    lang = lang_of(request)
     return render(request, "siting.html", p, nav="siting", status=status, plan=plan, svg=plan_svg(plan),
-                  source=source, kinds=kinds, zh=zh, gap_text=plan.proof.text("zh" if zh else "en"),
+                  source=pick(source, lang), notes=[pick(n, lang) for n in plan.notes], kinds=kinds, zh=zh,
+                  gap_text=plan.proof.text("zh" if zh else "en"),
                   max_radius=int(MAX_RADIUS))
 
 
@@ -63,7 +65,7 @@ def siting_page(request: Request, p: CurrentPrincipal) -> HTMLResponse:
     _check_role(p)
     plans = _plans(request)
     if p.user_id not in plans:
-        plans[p.user_id] = (_demo_plan(), "演示村 demo village")
+        plans[p.user_id] = (_demo_plan(), "演示村 / demo village")
     plan, source = plans[p.user_id]
     return _page(request, p, plan, source)
 
@@ -120,7 +122,7 @@ async def siting_submit(request: Request, p: CurrentPrincipal, budget: int = For
                                        radius, method, pts, own, along_roads in ("1", "on", "true", "yes"))
     except (SitingInputError, BudgetTooSmall) as exc:
         raise ValidationError(str(exc)) from None
-    source = road[0] if road else "演示村 demo village"
+    source = road[0] if road else "演示村 / demo village"
     if own:
         source += (" · 自有点位：" if lang_of(request).startswith("zh") else " · own sites: ") + own[0]
     _plans(request)[p.user_id] = (plan, source)
@@ -131,7 +133,7 @@ def _last_plan(request: Request, p: Principal) -> Plan:
     _check_role(p)
     plans = _plans(request)
     if p.user_id not in plans:
-        plans[p.user_id] = (_demo_plan(), "演示村 demo village")
+        plans[p.user_id] = (_demo_plan(), "演示村 / demo village")
     return plans[p.user_id][0]
 
 
