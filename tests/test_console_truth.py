@@ -218,9 +218,11 @@ def test_phone_terminal_has_no_stray_badge_and_one_line_buttons(console: Console
 # Words that may stand in Chinese text: the language switch's own name, and names/codes (protocols, units, product
 # and user names of the demo). A snake_case key (city_admin) or any other English word is a leftover.
 ALLOWED_WORDS = {"English", "anfang", "http", "https", "demo", "city", "county", "police", "grid", "property",
-                 "resident", "system"}
+                 "resident", "system",
+                 "HiGHS", "GeoJSON",  # proper names (a solver, a file format)
+                 "trace"}  # a command's name as typed (anfang gb28181 trace), a code like the ids beside it
 WORD = re.compile(r"(?<![\w./:@-])([A-Za-z][A-Za-z_]*[a-z][A-Za-z_]*)(?![\w./:@-])")
-ZH_EXEMPT = ("/siting",)  # the siting room is another change's (issue 19 item 11)
+ZH_EXEMPT: tuple[str, ...] = ()
 
 
 def english_words(text: str) -> list[str]:

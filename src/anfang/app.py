@@ -225,7 +225,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         from anfang.construction.retention import RetentionCheck
 
         app.state.services.append(RetentionCheck.from_settings(app.state.gb28181, app.state.store, settings))
-    from anfang.media.views import install_all as install_video
+    from anfang.media.wiring import install_all as install_video
 
     install_video(app, settings)  # live video: /api/video, /media/ws, /video/wall; media node beside the SIP server
     from anfang.construction.views import mount as mount_construction

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from anfang.gb28181.manscdp import build
 
 if TYPE_CHECKING:
-    from anfang.gb28181.server import GbServer
+    from anfang.gb28181.host import SipHost as GbServer  # the server's interface (host.py): no import cycle
 
 _PTZ_BITS = {"right": 0x01, "left": 0x02, "down": 0x04, "up": 0x08, "zoomin": 0x10, "zoomout": 0x20,
              "upleft": 0x0A, "upright": 0x09, "downleft": 0x06, "downright": 0x05}

@@ -21,7 +21,7 @@ from anfang.gb28181.manscdp import build
 from anfang.gb28181.manscdp.xml import Manscdp, child, format_time, parse_time, text_of
 
 if TYPE_CHECKING:
-    from anfang.gb28181.server import GbServer
+    from anfang.gb28181.host import SipHost as GbServer  # the server's interface (host.py): no import cycle
     from anfang.gb28181.sip.message import SipMessage
     from anfang.gb28181.sip.transport import Peer
 

@@ -73,7 +73,7 @@ def _day_events(store: Any, channel_id: str, device_id: str, start: datetime, en
 @api.get("/records", summary="录像检索：某日的录像时间轴与预警/报警 / a day of recordings for the timeline")
 async def records(request: Request, p: CurrentPrincipal, channel_id: str = Query(min_length=1, max_length=64),
                   day: date = Query(alias="date", description="本地日期 / local date YYYY-MM-DD")) -> dict[str, Any]:
-    from anfang.media.views import channel_in_scope
+    from anfang.media.access import channel_in_scope
 
     store = request.app.state.store
     channel, device = await run_in_threadpool(channel_in_scope, store, p, channel_id)
@@ -105,7 +105,7 @@ class PtzIn(BaseModel):
 
 @api.post("/ptz", summary="云台控制 / PTZ (DeviceControl PTZCmd)")
 async def ptz(request: Request, p: CurrentPrincipal, body: PtzIn) -> dict[str, Any]:
-    from anfang.media.views import channel_in_scope
+    from anfang.media.access import channel_in_scope
 
     settings = getattr(request.app.state, "settings", None)
     allowed = {str(r) for r in (getattr(settings, "ptz_roles", None) or DEFAULT_PTZ_ROLES)}

@@ -40,7 +40,7 @@ def labels(lang: str) -> dict[str, str]:
 
 
 def mount(app: FastAPI) -> None:
-    from anfang.media.views import VIEWERS
+    from anfang.media.access import VIEWERS
     from anfang.web.views import ConsoleRoute, lang_of, render
 
     pages = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -68,7 +68,7 @@ def mount(app: FastAPI) -> None:
             raise ValidationError("缺少通道 / channel missing")
         today = datetime.now(CHINA_TZ).date()
         day = date or (today - timedelta(days=1)).isoformat()
-        from anfang.media.views import channel_in_scope
+        from anfang.media.access import channel_in_scope
 
         ch, _dev = await run_in_threadpool(channel_in_scope, request.app.state.store, p, channel)
         return await run_in_threadpool(render, request, "video_playback.html", p, nav="video_wall",

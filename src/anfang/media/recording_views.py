@@ -21,9 +21,9 @@ from pydantic import BaseModel, Field
 
 from anfang.core.errors import Forbidden, NotFound
 from anfang.media import tokens
+from anfang.media.access import TOKEN_SECONDS, VideoFailed, VideoUnavailable, channel_in_scope, ws_url
 from anfang.media.control import VideoError
 from anfang.media.playback import PlaybackManager
-from anfang.media.views import TOKEN_SECONDS, VideoFailed, VideoUnavailable, _ws_url, channel_in_scope
 from anfang.security import audit
 from anfang.security.approvals import HELD_RESPONSES, authorise, load_policy
 from anfang.security.scope import Principal
@@ -102,7 +102,7 @@ async def playback(request: Request, p: CurrentPrincipal, body: PlaybackIn) -> d
                             f"view {view} {start.isoformat()} - {end.isoformat()}")
     return {"key": session.key, "channel_id": channel.channel_id, "name": channel.name,
             "start": start.isoformat(), "end": end.isoformat(),
-            "ws_url": _ws_url(request, session.node.url, session.key) + ("?h265=1" if body.h265 else "?h265=0"),
+            "ws_url": ws_url(request, session.node.url, session.key) + ("?h265=1" if body.h265 else "?h265=0"),
             "token": tokens.sign(request.app.state.media_secret, claims)}
 
 

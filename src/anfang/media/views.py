@@ -19,11 +19,19 @@ from fastapi import APIRouter, FastAPI, Query, Request, WebSocket
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
-from anfang.core.errors import AnfangError, Forbidden, NotFound
-from anfang.devices.models import Channel, Device
+from anfang.core.errors import Forbidden
 from anfang.media import linking, tokens
+from anfang.media.access import (
+    TOKEN_SECONDS,
+    VIEWERS,
+    VideoFailed,
+    VideoUnavailable,
+    _device_scope,
+    channel_in_scope,
+    warning_links,
+    ws_url,
+)
 from anfang.media.control import LiveController, LocalNode, NodeDirectory, VideoError
 from anfang.media.node import MediaNode, NodeConfig
 from anfang.security import audit
@@ -33,38 +41,8 @@ from anfang.security.views import CurrentPrincipal
 from anfang.store.engine import Store
 
 log = structlog.get_logger(__name__)
-TOKEN_SECONDS = 120.0  # a stream token opens the WebSocket within this time; the viewing itself may last longer
-VIEWERS = frozenset({Role.city_admin, Role.county_admin, Role.police, Role.property_staff, Role.grid_worker})
 
 api = APIRouter(prefix="/api/video", tags=["video 视频"])
-
-
-def _device_scope(p: Principal) -> Any:
-    from anfang.gb28181.views import device_condition
-
-    return device_condition(p)
-
-
-def channel_in_scope(store: Store, p: Principal, channel_id: str,
-                     warning_id: int | None = None) -> tuple[Channel, Device]:
-    """The channel and its device, if the principal may watch it: 404 when it does not exist, 403 outside scope.
-    A camera linked to a warning the principal may see is watchable from that warning (报警联动)."""
-    if p.role not in VIEWERS:
-        raise Forbidden("无权调阅视频 / not allowed to watch video")
-    with store.session() as s:
-        row = s.execute(select(Channel, Device).join(Device, Device.id == Channel.device_pk)
-                        .where(Channel.channel_id == channel_id, Device.protocol == "gb28181")
-                        .order_by(Channel.id).limit(1)).first()
-        if row is None:
-            raise NotFound("通道不存在 / channel not found")
-        inside = s.scalar(select(Device.id).where(Device.id == row[1].id, _device_scope(p)))
-        if inside is None and warning_id is not None:
-            linked = {c["channel_id"] for c in _warning_links(store, p, warning_id)}
-            inside = row[1].id if channel_id in linked else None
-        if inside is None:
-            raise Forbidden("该通道不在您的辖区内 / this channel is outside your jurisdiction")
-        s.expunge_all()
-        return row[0], row[1]
 
 
 class LiveIn(BaseModel):
@@ -78,27 +56,6 @@ def _ctx(request: Request) -> tuple[LiveController, bytes]:
     if ctl is None:
         raise VideoUnavailable()
     return ctl, request.app.state.media_secret
-
-
-class VideoUnavailable(AnfangError):
-    status = 503
-    code = "video_disabled"
-
-    def __init__(self, message: str = "视频服务未启用（需启用 GB/T 28181 信令） / video is not enabled") -> None:
-        super().__init__(message)
-
-
-class VideoFailed(AnfangError):
-    def __init__(self, err: VideoError) -> None:
-        super().__init__(err.message)
-        self.status, self.code = err.status, err.code
-
-
-def _ws_url(request: Request, node_url: str, key: str) -> str:
-    if node_url:
-        base = node_url.rstrip("/").replace("https://", "wss://").replace("http://", "ws://")
-        return f"{base}/media/ws/{key}"
-    return f"/media/ws/{key}"  # the console's own origin: the page resolves it
 
 
 async def open_live(request: Request, p: Principal, channel_id: str, h265: bool = False,
@@ -117,7 +74,7 @@ async def open_live(request: Request, p: Principal, channel_id: str, h265: bool 
     await run_in_threadpool(audit.record, store, p, "video.live.open", "channel", [channel.channel_id],
                             f"view {view} device {device.device_id}")
     return {"channel_id": channel.channel_id, "name": channel.name, "device_id": device.device_id,
-            "ws_url": _ws_url(request, session.node.url, session.key) + ("?h265=1" if h265 else "?h265=0"),
+            "ws_url": ws_url(request, session.node.url, session.key) + ("?h265=1" if h265 else "?h265=0"),
             "token": tokens.sign(secret, claims),
             "node_id": session.node.node_id, "expires_in": TOKEN_SECONDS}
 
@@ -161,14 +118,7 @@ def tree(request: Request, p: CurrentPrincipal, q: str = Query("", max_length=64
 def links(request: Request, p: CurrentPrincipal, warning_id: int = Query(ge=1, le=2**62)) -> dict[str, Any]:
     if p.role not in VIEWERS:
         raise Forbidden("无权调阅视频 / not allowed to watch video")
-    return {"warning_id": warning_id, "channels": _warning_links(request.app.state.store, p, warning_id)}
-
-
-def _warning_links(store: Store, p: Principal, warning_id: int) -> list[dict[str, Any]]:
-    """The warning's linked cameras, if the principal may see the warning (else NotFound from the service)."""
-    from anfang.warnings.service import WarningService
-
-    return linking.linked_channels(store, WarningService(store).get(p, warning_id))
+    return {"warning_id": warning_id, "channels": warning_links(request.app.state.store, p, warning_id)}
 
 
 class LinksIn(BaseModel):
@@ -344,12 +294,9 @@ def media_app(settings: Any) -> FastAPI:
 
 def install(app: FastAPI, settings: Any) -> None:
     """Pages and API always; the embedded media node and the controller when the SIP server runs."""
-    from anfang.media.pages import mount as mount_pages
-
     app.state.live = None
     app.state.media_node = None
     app.include_router(api)
-    mount_pages(app)
     gb = getattr(app.state, "gb28181", None)
     if gb is None or not getattr(settings, "media_enabled", True):
         return
@@ -380,13 +327,3 @@ def install(app: FastAPI, settings: Any) -> None:
     app.state.media_node = node
     app.state.services.insert(app.state.services.index(controller), node)  # the node starts first
     app.include_router(node_router(node))
-
-
-def install_all(app: FastAPI, settings: Any) -> None:
-    """Live video, then recordings (playback, download) on the same nodes."""
-    from anfang.gb28181.records_views import install as install_records
-    from anfang.media.recording_views import install as install_recordings
-
-    install(app, settings)
-    install_recordings(app)
-    install_records(app)  # record search (timeline) and PTZ

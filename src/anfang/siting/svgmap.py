@@ -9,6 +9,7 @@ import math
 import numpy as np
 from markupsafe import Markup, escape
 
+from anfang.siting.network import POI_KINDS
 from anfang.siting.plan import Plan
 
 WIDTH = 860
@@ -23,10 +24,19 @@ def _sector(x: float, y: float, r: float, heading: float, fov: float) -> str:
     return f"M{x:.1f},{y:.1f} L{p0[0]:.1f},{p0[1]:.1f} A{r:.1f},{r:.1f} 0 {large} 1 {p1[0]:.1f},{p1[1]:.1f} Z"
 
 
-def plan_svg(plan: Plan) -> Markup:
+HIGHWAYS = {"motorway": "高速公路", "trunk": "快速路", "primary": "主干道", "secondary": "次干道", "tertiary": "支路",
+            "unclassified": "乡村道路", "residential": "居住区道路", "living_street": "生活街道", "service": "服务道路",
+            "track": "机耕路", "path": "小路", "footway": "人行道", "pedestrian": "步行街"}
+
+
+def plan_svg(plan: Plan, lang: str = "zh-CN") -> Markup:
     problem = plan.problem
     if problem is None or problem.network is None:
         return Markup("")
+    zh = lang.startswith("zh")
+
+    def way(highway: str) -> str:
+        return HIGHWAYS.get(highway, "道路") if zh else highway
     net = problem.network
     x0, y0, x1, y1 = net.bounds()
     pad = max(plan.radius * 0.3, 30.0)
@@ -58,7 +68,7 @@ def plan_svg(plan: Plan) -> Markup:
         pts = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in road.xy)
         wide = 4 if road.highway in {"motorway", "trunk", "primary", "secondary", "tertiary"} else 2.5
         out.append(f'<polyline class="road" points="{pts}" fill="none" stroke="#8a97a8" stroke-width="{wide}" '
-                   f'stroke-linecap="round"><title>{escape(road.name or road.id)} ({escape(road.highway)})</title>'
+                   f'stroke-linecap="round"><title>{escape(road.name or road.id)} ({escape(way(road.highway))})</title>'
                    '</polyline>')
     out.append('</g><g class="blind-roads">')
     for seg in np.asarray(plan.blind_segments).reshape(-1, 4):
@@ -72,19 +82,20 @@ def plan_svg(plan: Plan) -> Markup:
         tag = "circle" if p.kind == "intersection" else "rect"
         shape = (f'<rect x="{sx(p.x) - size:.1f}" y="{sy(p.y) - size:.1f}" width="{2 * size}" height="{2 * size}"'
                  if p.kind != "intersection" else f'<circle cx="{sx(p.x):.1f}" cy="{sy(p.y):.1f}" r="{size - 1}"')
+        kind = POI_KINDS.get(p.kind, (p.kind, p.kind))[0 if zh else 1]
         out.append(f'{shape} class="{cls}" fill="{color}" stroke="#fff"><title>{escape(p.name or p.id)} · '
-                   f'{escape(p.kind)}{" · 必须 mandatory" if p.mandatory else ""} · '
-                   f'{"已覆盖 covered" if p.covered else "盲区 blind"}</title></{tag}>')
+                   f'{escape(kind)}{(" · 必须覆盖" if zh else " · mandatory") if p.mandatory else ""} · '
+                   f'{("已覆盖" if zh else "covered") if p.covered else ("盲区" if zh else "blind")}</title></{tag}>')
     for cam in problem.existing:
         out.append(f'<circle class="existing" cx="{sx(cam.x):.1f}" cy="{sy(cam.y):.1f}" r="6" fill="#7f8c8d" '
-                   f'stroke="#fff"><title>现有 existing {escape(cam.id)}</title></circle>')
+                   f'stroke="#fff"><title>{"现有" if zh else "existing"} {escape(cam.id)}</title></circle>')
     out.append('</g><g class="sites">')
     for s in plan.sites:
         cx, cy = sx(s.x), sy(s.y)
         fill = "#e67e22" if s.pinned else "#2e7d32"
         out.append(f'<g class="site"><circle cx="{cx:.1f}" cy="{cy:.1f}" r="7" fill="{fill}" '
                    f'stroke="#fff" stroke-width="2"/><title>{escape(s.id)} · {s.covered_weight:.0f} · '
-                   f'{s.road_m:.0f} m{" · 固定 pinned" if s.pinned else ""}</title></g>')
+                   f'{s.road_m:.0f} m{(" · 固定" if zh else " · pinned") if s.pinned else ""}</title></g>')
     # scale bar: 100 m (or 500 m on large maps)
     bar = 500 if span > 3000 else 100
     out.append(f'</g><g class="scale"><line x1="12" y1="{height - 14}" x2="{12 + bar * k:.1f}" y2="{height - 14}" '

@@ -50,11 +50,26 @@ def _demo_plan() -> Plan:
                  time_limit=5.0)
 
 
+SOLVERS = {"greedy": ("贪心", "greedy"), "greedy+swap": ("贪心 + 交换", "greedy + swap"),
+           "lagrangian+swap": ("贪心 + 交换（拉格朗日界）", "greedy + swap (Lagrangian bound)"),
+           "highs": ("精确（HiGHS）", "exact (HiGHS)"), "heuristic": ("启发式", "heuristic")}
+
+
+def solver_label(solver: str, zh: bool) -> str:
+    """The solver's name in the page's language (a fallback remark in parentheses is kept as it is in English)."""
+    head, _, rest = solver.partition(" (")
+    label = SOLVERS.get(head, (head, head))[0 if zh else 1]
+    if rest:
+        label += "（未找到更优方案）" if zh else f" ({rest}"
+    return label
+
+
 def _page(request: Request, p: Principal, plan: Plan, source: str, status: int = 200) -> HTMLResponse:
-    zh = lang_of(request).startswith("zh")
-    kinds = {k: (v[0] if zh else v[1]) for k, v in POI_KINDS.items()}
     lang = lang_of(request)
-    return render(request, "siting.html", p, nav="siting", status=status, plan=plan, svg=plan_svg(plan),
+    zh = lang.startswith("zh")
+    kinds = {k: (v[0] if zh else v[1]) for k, v in POI_KINDS.items()}
+    return render(request, "siting.html", p, nav="siting", status=status, plan=plan, svg=plan_svg(plan, lang),
+                  solver=solver_label(plan.solver, zh),
                   source=pick(source, lang), notes=[pick(n, lang) for n in plan.notes], kinds=kinds, zh=zh,
                   gap_text=plan.proof.text("zh" if zh else "en"),
                   max_radius=int(MAX_RADIUS))
