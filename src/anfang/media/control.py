@@ -116,6 +116,42 @@ class Session:
     error: VideoError | None = None
 
 
+async def invite_to_node(gb: Any, node: NodeHandle, key: str, channel_id: str, device_id: str, *, ssrc: str,
+                         transport: str, timeout: float, name: str = "", **offer: Any) -> dict[str, Any]:
+    """Open a receiver on ``node``, INVITE the device with its address (``offer``: subject, start, end, speed for
+    recordings), hand the device's SDP answer (address, SSRC, TCP port) to the node; returns the SIP dialog.
+    Whatever fails closes the receiver (and the dialog) and raises VideoError with the viewer's message."""
+    try:
+        where = await node.prepare(key, channel_id, ssrc=int(ssrc), transport=transport, name=name)
+    except Exception as exc:
+        log.warning("media_prepare_failed", node=node.node_id, error=str(exc)[:200])
+        raise VideoError(503, "media_node_failed", "流媒体节点不可用 / the media node failed") from exc
+    cfg = gb.config
+    body = sdp.build_offer(server_id=cfg.server_id, ip=where["ip"], port=where["port"], transport=transport,
+                           ssrc=ssrc, channel_id=channel_id, **offer)
+    try:
+        resp, dialog = await gb.invite(device_id, channel_id, body, subject=f"{channel_id}:{ssrc},{cfg.server_id}:0",
+                                       timeout=timeout)
+    except (TimeoutError, LookupError) as exc:
+        await node.close(key)
+        raise VideoError(504, "device_timeout", "设备未应答视频请求 / the device did not answer") from exc
+    if dialog is None:
+        await node.close(key)
+        raise VideoError(502, "device_refused",
+                         f"设备拒绝视频请求（{resp.status}） / the device refused ({resp.status})")
+    try:
+        answer = sdp.parse(resp.body or b"")
+        await node.answer(key, hosts=[answer.host, dialog["peer"].addr[0]],
+                          ssrc=int(answer.ssrc) if answer.ssrc else int(ssrc),
+                          connect=(answer.host, answer.port) if transport == "TCP-active" else None)
+    except Exception as exc:  # noqa: BLE001 - a bad answer or an unreachable TCP port ends this session
+        with contextlib.suppress(Exception):
+            await gb.bye(dialog, timeout=2.0)
+        await node.close(key)
+        raise VideoError(502, "bad_answer", "设备的媒体应答无效 / the device's media answer is unusable") from exc
+    return dialog
+
+
 class LiveController:
     def __init__(self, gb: Any, nodes: NodeDirectory, *, transport: str = "UDP", linger: float = 15.0,
                  invite_timeout: float = 8.0) -> None:
@@ -161,37 +197,10 @@ class LiveController:
         cfg = self.gb.config
         ssrc = sdp.ssrc_for(cfg.realm, next(self._serial))
         key = f"live-{channel_id}-{ssrc}"
-        try:
-            where = await node.prepare(key, channel_id, ssrc=int(ssrc), transport=transport, name=name)
-        except Exception as exc:
-            log.warning("media_prepare_failed", node=node.node_id, error=str(exc)[:200])
-            raise VideoError(503, "media_node_failed", "流媒体节点不可用 / the media node failed") from exc
-        offer = sdp.build_offer(server_id=cfg.server_id, ip=where["ip"], port=where["port"], transport=transport,
-                                ssrc=ssrc)
         session = Session(channel_id, device_id, key, node, ssrc, name)
         self.invites += 1
-        try:
-            resp, dialog = await self.gb.invite(device_id, channel_id, offer,
-                                                subject=f"{channel_id}:{ssrc},{cfg.server_id}:0",
-                                                timeout=self.invite_timeout)
-        except (TimeoutError, LookupError) as exc:
-            await node.close(key)
-            raise VideoError(504, "device_timeout", "设备未应答视频请求 / the device did not answer") from exc
-        if dialog is None:
-            await node.close(key)
-            raise VideoError(502, "device_refused",
-                             f"设备拒绝视频请求（{resp.status}） / the device refused ({resp.status})")
-        session.dialog = dialog
-        try:
-            answer = sdp.parse(resp.body or b"")
-            hosts = [answer.host, dialog["peer"].addr[0]]
-            connect = (answer.host, answer.port) if transport == "TCP-active" else None
-            answered = int(answer.ssrc) if answer.ssrc else int(ssrc)
-            await node.answer(key, hosts=hosts, ssrc=answered, connect=connect)
-        except Exception as exc:  # noqa: BLE001 - a bad answer or an unreachable TCP port ends this session
-            await self._bye(session)
-            await node.close(key)
-            raise VideoError(502, "bad_answer", "设备的媒体应答无效 / the device's media answer is unusable") from exc
+        session.dialog = await invite_to_node(self.gb, node, key, channel_id, device_id, ssrc=ssrc,
+                                              transport=transport, timeout=self.invite_timeout, name=name)
         self.sessions[channel_id] = session
         log.info("media_stream_started", channel=channel_id, device=device_id, node=node.node_id, ssrc=ssrc)
         return session

@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 
 from anfang.media import sdp
-from anfang.media.control import NodeDirectory, VideoError
+from anfang.media.control import NodeDirectory, VideoError, invite_to_node
 from anfang.media.stream import Viewer
 
 log = structlog.get_logger(__name__)
@@ -97,34 +97,13 @@ class PlaybackManager:
         cfg = self.gb.config
         ssrc = sdp.ssrc_for(cfg.realm, next(self._serial), playback=True)
         key = f"{'pb' if kind == 'playback' else 'dl'}-{channel_id}-{ssrc}"
-        where = await node.prepare(key, channel_id, ssrc=int(ssrc), transport=transport)
-        subject = "Playback" if kind == "playback" else "Download"
         t0, t1 = int(start.timestamp()), int(end.timestamp())
-        offer = sdp.build_offer(server_id=cfg.server_id, ip=where["ip"], port=where["port"], transport=transport,
-                                ssrc=ssrc, subject=subject, channel_id=channel_id, start=t0, end=t1,
-                                speed=speed if kind == "download" else 0)
         session = PlaybackSession(key, kind, channel_id, device_id, start, end, node, ssrc,
                                   scale=float(speed) if kind == "download" else 1.0)
-        try:
-            resp, dialog = await self.gb.invite(device_id, channel_id, offer,
-                                                subject=f"{channel_id}:{ssrc},{cfg.server_id}:0",
-                                                timeout=self.invite_timeout)
-        except (TimeoutError, LookupError) as exc:
-            await node.close(key)
-            raise VideoError(504, "device_timeout", "设备未应答回放请求 / the device did not answer") from exc
-        if dialog is None:
-            await node.close(key)
-            raise VideoError(502, "device_refused", f"设备拒绝回放（{resp.status}） / the device refused")
-        session.dialog = dialog
-        try:
-            answer = sdp.parse(resp.body or b"")
-            await node.answer(key, hosts=[answer.host, dialog["peer"].addr[0]],
-                              ssrc=int(answer.ssrc) if answer.ssrc else int(ssrc),
-                              connect=(answer.host, answer.port) if transport == "TCP-active" else None)
-        except Exception as exc:  # noqa: BLE001
-            await self._bye(session)
-            await node.close(key)
-            raise VideoError(502, "bad_answer", "设备的媒体应答无效 / unusable media answer") from exc
+        session.dialog = await invite_to_node(
+            self.gb, node, key, channel_id, device_id, ssrc=ssrc, transport=transport, timeout=self.invite_timeout,
+            subject="Playback" if kind == "playback" else "Download", start=t0, end=t1,
+            speed=speed if kind == "download" else 0)
         self.sessions[key] = session
         self._position(session, t0)
         log.info("media_playback_started", kind=kind, channel=channel_id, start=start.isoformat(), key=key)
