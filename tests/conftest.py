@@ -53,6 +53,17 @@ def _base_url(url: str) -> str:
 
 
 @pytest.fixture(autouse=True)
+def _data_keys_restored() -> Iterator[None]:
+    """A command run in-process (CliRunner, also in a module fixture) installs its data directory's keys process-wide;
+    after each test the run's one key set (ANFANG_DATA_KEYS above) is put back, or later tests would encrypt and
+    decrypt with a stranger's keys."""
+    from anfang.security import crypto
+
+    yield
+    crypto.configure(None)  # reloaded from the environment on first use
+
+
+@pytest.fixture(autouse=True)
 def _cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Argon2 at production cost dominates the small fixtures' build time; no test here is about its cost."""
     from argon2 import PasswordHasher
