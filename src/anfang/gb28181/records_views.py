@@ -14,30 +14,18 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import or_, select
 
-from anfang.core.errors import AnfangError, Forbidden, ValidationError
+from anfang.core.errors import Forbidden, ValidationError
 from anfang.gb28181.manscdp.xml import CHINA_TZ
 from anfang.gb28181.ptz import ACTIONS, device_control, ptz_cmd
 from anfang.gb28181.records import RecordSearch
+from anfang.media.access import VideoFailed, VideoUnavailable
+from anfang.media.control import VideoError
 from anfang.security import audit
 from anfang.security.views import CurrentPrincipal
 
 api = APIRouter(prefix="/api/video", tags=["video 视频"])
 DEFAULT_PTZ_ROLES = ("city_admin", "county_admin", "police")
 
-
-class DeviceUnavailable(AnfangError):
-    status = 503
-    code = "video_disabled"
-
-
-class DeviceNoAnswer(AnfangError):
-    status = 504
-    code = "device_timeout"
-
-
-class DeviceRefused(AnfangError):
-    status = 502
-    code = "device_refused"
 
 
 def record_search(app: Any) -> RecordSearch:
@@ -46,7 +34,7 @@ def record_search(app: Any) -> RecordSearch:
     if rs is None:
         server = getattr(app.state, "gb28181", None)
         if server is None:
-            raise DeviceUnavailable("视频服务未启用（需启用 GB/T 28181 信令） / video is not enabled")
+            raise VideoUnavailable()
         rs = app.state.record_search = RecordSearch(server)
     return rs
 
@@ -85,9 +73,10 @@ async def records(request: Request, p: CurrentPrincipal, channel_id: str = Query
     try:
         spans = await rs.search(device.device_id, channel.channel_id, start, end)
     except LookupError as exc:
-        raise DeviceRefused(f"设备未响应录像检索 / the device refused the record search: {exc}") from None
+        raise VideoFailed(VideoError(502, "device_refused",
+                                     f"设备未响应录像检索 / the device refused the record search: {exc}")) from None
     except TimeoutError:
-        raise DeviceNoAnswer("设备未应答 / the device did not answer") from None
+        raise VideoFailed(VideoError(504, "device_timeout", "设备未应答 / the device did not answer")) from None
     events = await run_in_threadpool(_day_events, store, channel.channel_id, device.device_id, start, end)
     return {"channel_id": channel.channel_id, "name": channel.name, "device_id": device.device_id,
             "date": day.isoformat(), "zone": "Asia/Shanghai", "start": start.isoformat(), "end": end.isoformat(),
@@ -118,14 +107,15 @@ async def ptz(request: Request, p: CurrentPrincipal, body: PtzIn) -> dict[str, A
     cmd = ptz_cmd(body.action, body.speed, body.preset)
     server = getattr(request.app.state, "gb28181", None)
     if server is None:
-        raise DeviceUnavailable("视频服务未启用（需启用 GB/T 28181 信令） / video is not enabled")
+        raise VideoUnavailable()
     status = await device_control(server, device.device_id, channel.channel_id, cmd)
     await run_in_threadpool(audit.record, store, p, "video.ptz", "channel", [channel.channel_id],
                             f"{body.action} speed {body.speed} preset {body.preset} cmd {cmd} status {status}")
     if status == 408:
-        raise DeviceNoAnswer("设备未应答 / the device did not answer")
+        raise VideoFailed(VideoError(504, "device_timeout", "设备未应答 / the device did not answer"))
     if status >= 300:
-        raise DeviceRefused(f"设备拒绝云台控制 / the device refused the PTZ command (SIP {status})")
+        raise VideoFailed(VideoError(502, "device_refused",
+                                     f"设备拒绝云台控制 / the device refused the PTZ command (SIP {status})"))
     return {"channel_id": channel.channel_id, "action": body.action, "ptz_cmd": cmd, "status": status}
 
 

@@ -80,7 +80,9 @@ def mount(app: FastAPI) -> None:
 
 def _ptz_allowed(request: Request, p: Any) -> bool:
     settings = getattr(request.app.state, "settings", None)
-    roles = getattr(settings, "ptz_roles", None) or ["city_admin", "county_admin", "police"]
+    from anfang.gb28181.records_views import DEFAULT_PTZ_ROLES
+
+    roles = getattr(settings, "ptz_roles", None) or DEFAULT_PTZ_ROLES
     return str(p.role) in {str(r) for r in roles}
 
 
