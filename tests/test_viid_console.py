@@ -51,3 +51,29 @@ def test_capture_browser_filters_scope_and_images(store, db_url, tmp_path) -> No
         c.cookies.clear()
         login(c, "grid")
         assert c.get("/viid/captures").status_code == 403
+
+
+def test_capture_count_is_capped_on_a_big_table(store, db_url, tmp_path, monkeypatch) -> None:
+    """Above the cap the page says "超过 N 条" (no COUNT over a city's month of captures) and still pages on."""
+    from anfang.store import counting
+
+    build(store)
+    app = create_app(make_settings(tmp_path, db_url), store)
+    with TestClient(app) as c:
+        app.state.viid.devices.upsert("viid", SANYUAN, name="列东社区东门", community_code="350404001001")
+        assert register(c, SANYUAN, PASSWORD).status_code == 200
+        c.post("/VIID/MotorVehicles", content=orjson.dumps(vehicle_list(
+            [vehicle(SANYUAN, JPEG, f"闽G1000{i}") for i in range(4)])), headers=hdr(SANYUAN))
+        login(c, "city")
+        assert "共 4 条" in c.get("/viid/captures").text
+        monkeypatch.setattr(counting, "COUNT_CAP", 3)
+        page = c.get("/viid/captures")
+        assert "超过 3 条" in page.text and "共 4 条" not in page.text
+        monkeypatch.setattr("anfang.viid.console.PAGE", 2)
+        assert "page=2" in c.get("/viid/captures").text  # a next page, though the exact total is not known
+        with store.session() as s:
+            from anfang.viid.models import ViidObject
+
+            assert counting.capped_count(s, ViidObject, cap=10) == counting.CappedCount(4, False)
+            assert counting.capped_count(s, ViidObject, ViidObject.kind == "motor", cap=2) == \
+                counting.CappedCount(2, True)

@@ -20,6 +20,7 @@ from anfang.security import audit
 from anfang.security.roles import Role
 from anfang.security.scope import Principal
 from anfang.security.views import CurrentPrincipal
+from anfang.store.counting import CappedCount, capped_count
 from anfang.store.engine import Store
 from anfang.viid import ids
 from anfang.viid.models import ViidImage, ViidObject
@@ -49,6 +50,8 @@ i18n.STRINGS.update({
     "viid_photo": ("照片", "Photo"),
     "viid_detail": ("特征", "Attributes"),
     "viid_total": ("共 {n} 条", "{n} records"),
+    "viid_total_more": ("超过 {n} 条（请缩小时间范围或指定设备）", "more than {n} records (narrow the time range or "
+                        "name a device)"),
     "viid_online": ("在线", "Online"),
     "viid_offline": ("离线", "Offline"),
     "viid_unknown": ("未知", "Unknown"),
@@ -84,7 +87,9 @@ def _summary(kind: str, body: dict[str, Any]) -> str:
 
 
 def search(store: Store, p: Principal, *, kind: str, device: str, plate: str, start: datetime | None,
-           end: datetime | None, page: int) -> tuple[int, list[dict[str, Any]]]:
+           end: datetime | None, page: int) -> tuple[CappedCount, list[dict[str, Any]]]:
+    """One page of captures, newest first, and how many match: exact up to COUNT_CAP, "more than" above (an exact
+    count of a city's month of captures would read millions of rows on every page view)."""
     conds = []
     scope = _scope(store, p)
     if scope is not None:
@@ -100,7 +105,7 @@ def search(store: Store, p: Principal, *, kind: str, device: str, plate: str, st
     if end:
         conds.append(ViidObject.shot_at <= end)
     with store.session() as s:
-        total = s.scalar(select(func.count()).select_from(ViidObject).where(*conds)) or 0
+        total = capped_count(s, ViidObject, *conds)
         rows = list(s.scalars(select(ViidObject).where(*conds).order_by(ViidObject.shot_at.desc(),
                                                                         ViidObject.id.desc())
                               .offset((page - 1) * PAGE).limit(PAGE)))
@@ -166,7 +171,7 @@ def captures_page(request: Request, p: CurrentPrincipal, kind: str = "", device:
     base = "&".join(f"{k}={v}" for k, v in q.items() if v)
     pager = {"page": page,
              "prev": f"/viid/captures?{base}&page={page - 1}" if page > 1 else None,
-             "next": f"/viid/captures?{base}&page={page + 1}" if page * PAGE < total else None}
+             "next": f"/viid/captures?{base}&page={page + 1}" if total.more or page * PAGE < total.n else None}
     return render(request, "viid_captures.html", p, nav="viid_captures", rows=rows, total=total, form=q,
                   pager=pager)
 
