@@ -77,3 +77,21 @@ def test_capture_count_is_capped_on_a_big_table(store, db_url, tmp_path, monkeyp
             assert counting.capped_count(s, ViidObject, cap=10) == counting.CappedCount(4, False)
             assert counting.capped_count(s, ViidObject, ViidObject.kind == "motor", cap=2) == \
                 counting.CappedCount(2, True)
+
+
+def test_ape_list_is_paged(store, db_url, tmp_path, monkeypatch) -> None:
+    """A city's thousands of APEs come a page at a time, every one reachable through the pager."""
+    build(store)
+    app = create_app(make_settings(tmp_path, db_url), store)
+    monkeypatch.setattr("anfang.viid.console.APES_PAGE", 2)
+    with TestClient(app) as c:
+        for i in range(5):
+            app.state.viid.devices.upsert("viid", ape_id(10 + i), name=f"卡口{i}", community_code="350404001001")
+        login(c, "city")
+        seen, url = [], "/viid/apes"
+        while url:
+            page = c.get(url).text
+            seen += [n for n in (f"卡口{i}" for i in range(5)) if n in page]
+            url = page.split('rel="next"')[0].rsplit('href="', 1)[1].split('"')[0] if 'rel="next"' in page else None
+        assert sorted(seen) == [f"卡口{i}" for i in range(5)]
+        assert "卡口2" not in c.get("/viid/apes").text  # the first page holds two

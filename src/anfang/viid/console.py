@@ -218,10 +218,14 @@ async def image_view(request: Request, p: CurrentPrincipal, pk: int, download: b
                              "Content-Disposition": f'{"attachment" if download else "inline"}; filename="{pk}.{ext}"'})
 
 
+APES_PAGE = 200  # APEs a page (a city has thousands; the whole list was one page of every device)
+
+
 @router.get("/viid/apes")
-def apes_page(request: Request, p: CurrentPrincipal) -> Response:
+def apes_page(request: Request, p: CurrentPrincipal, page: int = 1) -> Response:
     if p.role not in VIEWERS:
         raise Forbidden(i18n.translate("viid_forbidden"))
+    page = max(page, 1)
     store: Store = request.app.state.store
     sessions = request.app.state.viid.sessions
     with store.session() as s:
@@ -231,10 +235,13 @@ def apes_page(request: Request, p: CurrentPrincipal) -> Response:
         elif p.role is Role.police:
             stmt = stmt.where(Device.community_code.in_(
                 select(Address.community_code).where(Address.police_area_id == p.police_area_id).distinct()))
-        devs = list(s.scalars(stmt.order_by(Device.device_id)))
+        devs = list(s.scalars(stmt.order_by(Device.device_id).offset((page - 1) * APES_PAGE).limit(APES_PAGE + 1)))
+    more = len(devs) > APES_PAGE
     rows = [{"device_id": d.device_id, "name": d.name, "host": d.host or "", "community": d.community_code or "",
              "status": "online" if d.status == "online" and sessions.is_fresh(d.device_id) else
              ("unknown" if d.status == "unknown" else "offline"),
              "last_seen": d.last_seen.isoformat() if d.last_seen else ""}
-            for d in devs]
-    return render(request, "viid_apes.html", p, nav="viid_apes", rows=rows)
+            for d in devs[:APES_PAGE]]
+    pager = {"page": page, "prev": f"/viid/apes?page={page - 1}" if page > 1 else None,
+             "next": f"/viid/apes?page={page + 1}" if more else None}
+    return render(request, "viid_apes.html", p, nav="viid_apes", rows=rows, pager=pager)
