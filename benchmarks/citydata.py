@@ -399,11 +399,23 @@ def build(db: str, scale: float, days: int, per_day: int | None, pg_url: str, st
     timer = Timer()
     t = time.perf_counter()
     console.print(f"[bold]{db}: city data set, scale {scale:g} → {settings.database_url}")
+    cap: dict = {}
     try:
-        registry(store, scale, timer, start)
-        areas = police(store, timer)
-        apes, _ = devices(store, scale, days, timer)
-        cap = captures(store, apes, per_day or max(1000, int(FULL["captures_per_day"] * scale)), days, timer)
+        stages = ["regions", "houses", "units", "devices", "captures", "events"]
+        at = stages.index(start)
+        if at <= 2:
+            registry(store, scale, timer, start)
+            areas = police(store, timer)
+        else:
+            with store.session() as s:
+                areas = {code[:-2]: pk for code, pk in s.execute(select(PoliceArea.code, PoliceArea.id))}
+        if at <= 3:
+            devices(store, scale, days, timer)
+        with store.session() as s:
+            apes = [tuple(r) for r in s.execute(select(Device.device_id, Device.community_code)
+                                                .where(Device.protocol == "viid").order_by(Device.id))]
+        if at <= 4:
+            cap = captures(store, apes, per_day or max(1000, int(FULL["captures_per_day"] * scale)), days, timer)
         events_and_warnings(store, scale, days, areas, timer)
         logins(store, areas)
         ta = time.perf_counter()
@@ -416,9 +428,10 @@ def build(db: str, scale: float, days: int, per_day: int | None, pg_url: str, st
         store.dispose()
     total = time.perf_counter() - t
     console.print(f"done in {total:.0f} s: {counts}")
-    console.print(f"captures: {cap['rows_per_s']:,} rows/s straight into the store → "
-                  f"{cap['rows_per_day_at_this_rate']:,} rows per day of writing on this disk; first day "
-                  f"{cap['first_day_s']} s, last day {cap['last_day_s']} s for {cap['per_day']:,} rows")
+    if cap:
+        console.print(f"captures: {cap['rows_per_s']:,} rows/s straight into the store → "
+                      f"{cap['rows_per_day_at_this_rate']:,} rows per day of writing on this disk; first day "
+                      f"{cap['first_day_s']} s, last day {cap['last_day_s']} s for {cap['per_day']:,} rows")
     return {"db": db, "scale": scale, "url": settings.database_url, "stages": timer.rows, "captures": cap,
             "counts": counts, "seconds": round(total)}
 
@@ -430,12 +443,12 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--captures-per-day", type=int, default=None, help="default 100,000 × scale")
     ap.add_argument("--pg-url", default=PG_URL)
-    ap.add_argument("--resume-import", choices=["houses", "units"], default=None,
-                    help="keep the database and go on importing from this file (after an interrupted run)")
+    ap.add_argument("--start-at", choices=["houses", "units", "devices", "captures", "events"], default=None,
+                    help="keep the database and go on from this stage (after an interrupted run)")
     args = ap.parse_args()
     dbs = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     for db in dbs:
-        result = build(db, args.scale, args.days, args.captures_per_day, args.pg_url, args.resume_import or "regions")
+        result = build(db, args.scale, args.days, args.captures_per_day, args.pg_url, args.start_at or "regions")
         save_results(f"citydata_{db}_{tag_of(args.scale)}", result)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, and_, func, select
 
 from anfang.core.errors import Forbidden
 from anfang.devices.models import Device
@@ -72,7 +72,10 @@ def _scope(store: Store, p: Principal) -> ColumnElement[bool] | None:
     if p.role is Role.city_admin:
         return None
     if p.role is Role.county_admin:
-        return ViidObject.community_code.like(f"{p.county_code or '-'}%")
+        # a range, not LIKE 'code%': an index range scan on both backends (SQLite's LIKE cannot use an index)
+        county = p.county_code or "-"
+        return and_(ViidObject.community_code >= county,
+                    ViidObject.community_code < county[:-1] + chr(ord(county[-1]) + 1))
     communities = select(Address.community_code).where(Address.police_area_id == p.police_area_id).distinct()
     return ViidObject.community_code.in_(communities)
 

@@ -1,0 +1,23 @@
+"""indexes for the console's reads at city scale: captures newest first and by community (issue 20)
+
+Revision ID: 0019c
+Revises: 0018
+"""
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0019c"
+down_revision: str | Sequence[str] | None = "0018"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_viid_objects_shot_id", "viid_objects", ["shot_at", "id"], unique=False)
+    op.create_index("ix_viid_objects_community_shot", "viid_objects", ["community_code", "shot_at"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index("ix_viid_objects_community_shot", table_name="viid_objects")
+    op.drop_index("ix_viid_objects_shot_id", table_name="viid_objects")
