@@ -198,7 +198,7 @@ def p95(values: list[float]) -> float:
 
 
 def run(db: str, scale: float, n: int, budget: float, only: str | None, roles: tuple[str, ...],
-        pg_url: str) -> list[dict]:
+        pg_url: str, skip: dict[str, set[str]] | None = None) -> list[dict]:
     settings = settings_for(db, scale, pg_url)
     crypto.configure_from_settings(settings)
     store = Store(settings.database_url)
@@ -221,6 +221,8 @@ def run(db: str, scale: float, n: int, budget: float, only: str | None, roles: t
             client.headers["Accept"] = "text/html,application/xhtml+xml,application/json;q=0.9,*/*;q=0.8"
             for area_name, name, url in pages(f):
                 if only and only not in area_name and only not in url:
+                    continue
+                if skip and area_name in skip.get(role, set()):
                     continue
                 q0 = queries.n
                 times, status = measure(client, url, n, budget)
@@ -258,18 +260,24 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="only pages whose area or URL contains this")
     ap.add_argument("--roles", default=",".join(ROLES))
     ap.add_argument("--pg-url", default=PG_URL)
+    ap.add_argument("--tag", default="", help="suffix of the results file")
+    ap.add_argument("--skip", action="append", default=[], metavar="ROLE:AREA,AREA",
+                    help="leave out these areas for this role (e.g. county:home,metrics,construction)")
     args = ap.parse_args()
+    skip = {role: set(areas.split(",")) for role, areas in (x.split(":", 1) for x in args.skip)}
     dbs = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     results: list[dict] = []
     for db in dbs:
-        results += run(db, args.scale, args.n, args.budget, args.only, tuple(args.roles.split(",")), args.pg_url)
+        results += run(db, args.scale, args.n, args.budget, args.only, tuple(args.roles.split(",")), args.pg_url,
+                       skip)
     failed = [r for r in results if not r["pass"] and not r.get("na")]
     refused = sorted({f"{r['role']} {r['url']}" for r in results if r.get("na")})
     console.print(table(results, f"页面与接口 / pages and APIs at scale {args.scale:g} (county {COUNTY}), "
                                  f"p95 limit {LIMIT_MS:.0f} ms — {len(results) - len(failed) - len(refused)} PASS, "
                                  f"{len(failed)} FAIL"))
     console.print(f"403 by role (not measured): {'; '.join(refused) or '—'}")
-    path = save_results(f"pages_{args.db}_{tag_of(args.scale)}", {"results": results})
+    path = save_results(f"pages_{args.db}_{tag_of(args.scale)}{'_' + args.tag if args.tag else ''}",
+                        {"results": results})
     console.print(f"结果已保存 / saved: {path}")
 
 
