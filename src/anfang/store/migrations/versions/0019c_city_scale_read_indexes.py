@@ -15,11 +15,12 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_index("ix_viid_objects_shot_id", "viid_objects", ["shot_at", "id"], unique=False)
-    op.create_index("ix_viid_objects_community_shot", "viid_objects", ["community_code", "shot_at"], unique=False)
+    op.create_index("ix_viid_objects_community_kind_shot", "viid_objects", ["community_code", "kind", "shot_at"],
+                    unique=False)
     op.create_index("ix_addresses_level_code", "addresses", ["level", "code"], unique=False)
 
 
 def downgrade() -> None:
     op.drop_index("ix_addresses_level_code", table_name="addresses")
-    op.drop_index("ix_viid_objects_community_shot", table_name="viid_objects")
+    op.drop_index("ix_viid_objects_community_kind_shot", table_name="viid_objects")
     op.drop_index("ix_viid_objects_shot_id", table_name="viid_objects")
