@@ -51,3 +51,47 @@ def test_capture_browser_filters_scope_and_images(store, db_url, tmp_path) -> No
         c.cookies.clear()
         login(c, "grid")
         assert c.get("/viid/captures").status_code == 403
+
+
+def test_capture_count_is_capped_on_a_big_table(store, db_url, tmp_path, monkeypatch) -> None:
+    """Above the cap the page says "超过 N 条" (no COUNT over a city's month of captures) and still pages on."""
+    from anfang.store import counting
+
+    build(store)
+    app = create_app(make_settings(tmp_path, db_url), store)
+    with TestClient(app) as c:
+        app.state.viid.devices.upsert("viid", SANYUAN, name="列东社区东门", community_code="350404001001")
+        assert register(c, SANYUAN, PASSWORD).status_code == 200
+        c.post("/VIID/MotorVehicles", content=orjson.dumps(vehicle_list(
+            [vehicle(SANYUAN, JPEG, f"闽G1000{i}") for i in range(4)])), headers=hdr(SANYUAN))
+        login(c, "city")
+        assert "共 4 条" in c.get("/viid/captures").text
+        monkeypatch.setattr(counting, "COUNT_CAP", 3)
+        page = c.get("/viid/captures")
+        assert "超过 3 条" in page.text and "共 4 条" not in page.text
+        monkeypatch.setattr("anfang.viid.console.PAGE", 2)
+        assert "page=2" in c.get("/viid/captures").text  # a next page, though the exact total is not known
+        with store.session() as s:
+            from anfang.viid.models import ViidObject
+
+            assert counting.capped_count(s, ViidObject, cap=10) == counting.CappedCount(4, False)
+            assert counting.capped_count(s, ViidObject, ViidObject.kind == "motor", cap=2) == \
+                counting.CappedCount(2, True)
+
+
+def test_ape_list_is_paged(store, db_url, tmp_path, monkeypatch) -> None:
+    """A city's thousands of APEs come a page at a time, every one reachable through the pager."""
+    build(store)
+    app = create_app(make_settings(tmp_path, db_url), store)
+    monkeypatch.setattr("anfang.viid.console.APES_PAGE", 2)
+    with TestClient(app) as c:
+        for i in range(5):
+            app.state.viid.devices.upsert("viid", ape_id(10 + i), name=f"卡口{i}", community_code="350404001001")
+        login(c, "city")
+        seen, url = [], "/viid/apes"
+        while url:
+            page = c.get(url).text
+            seen += [n for n in (f"卡口{i}" for i in range(5)) if n in page]
+            url = page.split('rel="next"')[0].rsplit('href="', 1)[1].split('"')[0] if 'rel="next"' in page else None
+        assert sorted(seen) == [f"卡口{i}" for i in range(5)]
+        assert "卡口2" not in c.get("/viid/apes").text  # the first page holds two

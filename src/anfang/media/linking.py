@@ -26,32 +26,31 @@ MAX_LINKED = 4
 PROTOCOL = "gb28181"
 
 
-def _status(ch: Channel, dev: Device, live: dict[str, Any]) -> str:
-    st = live.get(dev.device_id)
-    device_status = st.status if st is not None else dev.status
-    return "offline" if device_status != "online" else ("offline" if ch.status == "offline" else "online")
-
-
 def channel_tree(store: Store, p: Principal, scope: ColumnElement[bool], *, q: str = "",
                  live: dict[str, Any] | None = None, limit: int = 2000) -> dict[str, Any]:
     live = live or {}
-    stmt = (select(Channel, Device).join(Device, Device.id == Channel.device_pk)
+    # the columns the tree shows, not whole rows: 2,000 channels with their devices' JSON attributes cost more to
+    # load than to find at city scale (benchmarks/README.md, "City scale")
+    stmt = (select(Channel.channel_id, Channel.name, Channel.status, Device.device_id, Device.name, Device.status,
+                   Device.community_code)
+            .join(Device, Device.id == Channel.device_pk)
             .where(Device.protocol == PROTOCOL, Device.review == "approved", scope))
     if q:
         stmt = stmt.where(or_(Channel.name.contains(q, autoescape=True), Channel.channel_id.startswith(q)))
     with store.session() as s:
         rows = s.execute(stmt.order_by(Device.community_code, Device.name, Channel.channel_id).limit(limit)).all()
-        codes = {d.community_code for _, d in rows if d.community_code}
+        codes = {r[6] for r in rows if r[6]}
         names = dict(s.execute(select(Region.code, Region.name).where(Region.code.in_(codes))).all())
     communities: dict[str, dict[str, Any]] = {}
-    for ch, dev in rows:
-        code = dev.community_code or ""
+    for ch_id, ch_name, ch_status, dev_id, dev_name, dev_status, code in rows:
+        code = code or ""
         community = communities.setdefault(code, {"code": code, "name": names.get(code) or "未安置 / unplaced",
                                                   "places": {}})
-        place = community["places"].setdefault(dev.device_id, {"device_id": dev.device_id, "name": dev.name,
-                                                                "channels": []})
-        place["channels"].append({"channel_id": ch.channel_id, "name": ch.name or ch.channel_id,
-                                  "status": _status(ch, dev, live)})
+        place = community["places"].setdefault(dev_id, {"device_id": dev_id, "name": dev_name, "channels": []})
+        st = live.get(dev_id)
+        device_status = st.status if st is not None else dev_status
+        status = "offline" if device_status != "online" or ch_status == "offline" else "online"
+        place["channels"].append({"channel_id": ch_id, "name": ch_name or ch_id, "status": status})
     out = [{**c, "places": list(c["places"].values())} for c in communities.values()]
     return {"communities": out, "channels": len(rows), "truncated": len(rows) >= limit}
 

@@ -182,3 +182,5 @@ class Vehicle(Base):
 
 
 Index("ix_addresses_community_level", Address.community_code, Address.level)
+# the 小区/村 list (address roots) in code order: a range of the community level, not a scan of every address
+Index("ix_addresses_level_code", Address.level, Address.code)

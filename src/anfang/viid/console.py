@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, and_, func, select
 
 from anfang.core.errors import Forbidden
 from anfang.devices.models import Device
@@ -20,6 +20,7 @@ from anfang.security import audit
 from anfang.security.roles import Role
 from anfang.security.scope import Principal
 from anfang.security.views import CurrentPrincipal
+from anfang.store.counting import CappedCount, capped_count
 from anfang.store.engine import Store
 from anfang.viid import ids
 from anfang.viid.models import ViidImage, ViidObject
@@ -49,6 +50,8 @@ i18n.STRINGS.update({
     "viid_photo": ("照片", "Photo"),
     "viid_detail": ("特征", "Attributes"),
     "viid_total": ("共 {n} 条", "{n} records"),
+    "viid_total_more": ("超过 {n} 条（请缩小时间范围或指定设备）", "more than {n} records (narrow the time range or "
+                        "name a device)"),
     "viid_online": ("在线", "Online"),
     "viid_offline": ("离线", "Offline"),
     "viid_unknown": ("未知", "Unknown"),
@@ -69,7 +72,10 @@ def _scope(store: Store, p: Principal) -> ColumnElement[bool] | None:
     if p.role is Role.city_admin:
         return None
     if p.role is Role.county_admin:
-        return ViidObject.community_code.like(f"{p.county_code or '-'}%")
+        # a range, not LIKE 'code%': an index range scan on both backends (SQLite's LIKE cannot use an index)
+        county = p.county_code or "-"
+        return and_(ViidObject.community_code >= county,
+                    ViidObject.community_code < county[:-1] + chr(ord(county[-1]) + 1))
     communities = select(Address.community_code).where(Address.police_area_id == p.police_area_id).distinct()
     return ViidObject.community_code.in_(communities)
 
@@ -84,7 +90,9 @@ def _summary(kind: str, body: dict[str, Any]) -> str:
 
 
 def search(store: Store, p: Principal, *, kind: str, device: str, plate: str, start: datetime | None,
-           end: datetime | None, page: int) -> tuple[int, list[dict[str, Any]]]:
+           end: datetime | None, page: int) -> tuple[CappedCount, list[dict[str, Any]]]:
+    """One page of captures, newest first, and how many match: exact up to COUNT_CAP, "more than" above (an exact
+    count of a city's month of captures would read millions of rows on every page view)."""
     conds = []
     scope = _scope(store, p)
     if scope is not None:
@@ -100,7 +108,7 @@ def search(store: Store, p: Principal, *, kind: str, device: str, plate: str, st
     if end:
         conds.append(ViidObject.shot_at <= end)
     with store.session() as s:
-        total = s.scalar(select(func.count()).select_from(ViidObject).where(*conds)) or 0
+        total = capped_count(s, ViidObject, *conds)
         rows = list(s.scalars(select(ViidObject).where(*conds).order_by(ViidObject.shot_at.desc(),
                                                                         ViidObject.id.desc())
                               .offset((page - 1) * PAGE).limit(PAGE)))
@@ -166,7 +174,7 @@ def captures_page(request: Request, p: CurrentPrincipal, kind: str = "", device:
     base = "&".join(f"{k}={v}" for k, v in q.items() if v)
     pager = {"page": page,
              "prev": f"/viid/captures?{base}&page={page - 1}" if page > 1 else None,
-             "next": f"/viid/captures?{base}&page={page + 1}" if page * PAGE < total else None}
+             "next": f"/viid/captures?{base}&page={page + 1}" if total.more or page * PAGE < total.n else None}
     return render(request, "viid_captures.html", p, nav="viid_captures", rows=rows, total=total, form=q,
                   pager=pager)
 
@@ -213,10 +221,14 @@ async def image_view(request: Request, p: CurrentPrincipal, pk: int, download: b
                              "Content-Disposition": f'{"attachment" if download else "inline"}; filename="{pk}.{ext}"'})
 
 
+APES_PAGE = 200  # APEs a page (a city has thousands; the whole list was one page of every device)
+
+
 @router.get("/viid/apes")
-def apes_page(request: Request, p: CurrentPrincipal) -> Response:
+def apes_page(request: Request, p: CurrentPrincipal, page: int = 1) -> Response:
     if p.role not in VIEWERS:
         raise Forbidden(i18n.translate("viid_forbidden"))
+    page = max(page, 1)
     store: Store = request.app.state.store
     sessions = request.app.state.viid.sessions
     with store.session() as s:
@@ -226,10 +238,13 @@ def apes_page(request: Request, p: CurrentPrincipal) -> Response:
         elif p.role is Role.police:
             stmt = stmt.where(Device.community_code.in_(
                 select(Address.community_code).where(Address.police_area_id == p.police_area_id).distinct()))
-        devs = list(s.scalars(stmt.order_by(Device.device_id)))
+        devs = list(s.scalars(stmt.order_by(Device.device_id).offset((page - 1) * APES_PAGE).limit(APES_PAGE + 1)))
+    more = len(devs) > APES_PAGE
     rows = [{"device_id": d.device_id, "name": d.name, "host": d.host or "", "community": d.community_code or "",
              "status": "online" if d.status == "online" and sessions.is_fresh(d.device_id) else
              ("unknown" if d.status == "unknown" else "offline"),
              "last_seen": d.last_seen.isoformat() if d.last_seen else ""}
-            for d in devs]
-    return render(request, "viid_apes.html", p, nav="viid_apes", rows=rows)
+            for d in devs[:APES_PAGE]]
+    pager = {"page": page, "prev": f"/viid/apes?page={page - 1}" if page > 1 else None,
+             "next": f"/viid/apes?page={page + 1}" if more else None}
+    return render(request, "viid_apes.html", p, nav="viid_apes", rows=rows, pager=pager)
