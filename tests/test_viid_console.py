@@ -6,6 +6,7 @@ import orjson
 from fastapi.testclient import TestClient
 
 from anfang.app import create_app
+from anfang.viid import console
 from anfang.viid.simulator import ape_id, face, face_list, vehicle, vehicle_list
 from test_viid import JPEG, PASSWORD, hdr, make_settings, register
 from test_web import login
@@ -14,7 +15,7 @@ from world import build
 SANYUAN, SHAXIAN = ape_id(1), ape_id(2)
 
 
-def test_capture_browser_filters_scope_and_images(store, db_url, tmp_path) -> None:
+def test_capture_browser_filters_scope_and_images(store, db_url, tmp_path, monkeypatch) -> None:
     build(store)
     app = create_app(make_settings(tmp_path, db_url), store)
     with TestClient(app) as c:
@@ -34,6 +35,10 @@ def test_capture_browser_filters_scope_and_images(store, db_url, tmp_path) -> No
         assert "闽G22222" in by_plate.text and "闽G11111" not in by_plate.text
         faces = c.get("/viid/captures", params={"kind": "face"})
         assert "共 1 条" in faces.text
+        # the count stops a bounded way past the page (a page costs the same at any table size)
+        monkeypatch.setattr(console, "COUNT_CAP", 2)
+        assert "超过 2 条" in c.get("/viid/captures").text and "共 1 条" in faces.text
+        monkeypatch.setattr(console, "COUNT_CAP", 10_000)
         img = faces.text.split('src="/viid/images/')[1].split('"')[0]
         photo = c.get(f"/viid/images/{img}")
         # served as a watermarked copy: corner stamp and metadata naming the viewer (docs/security.md)
