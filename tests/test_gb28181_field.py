@@ -95,7 +95,7 @@ def test_channels_follow_their_device_here_and_up_the_cascade(store: Store, tmp_
 
 def test_catalog_is_not_held_behind_an_unanswered_device_info(store: Store) -> None:
     async def scenario() -> None:
-        # The DeviceInfo timeout is long (40 s) so that "held behind it" and "a slow, loaded machine" cannot be confused.
+        # A long DeviceInfo timeout (40 s): "held behind it" and "a slow, loaded machine" cannot be confused.
         server = GbServer(_config(query_timeout=40.0), store)
         await server.start()
         sim = Simulator(("127.0.0.1", server.port), count=1, channels=4, heartbeat=0.2)

@@ -14,7 +14,7 @@ from world import build
 SANYUAN, SHAXIAN = ape_id(1), ape_id(2)
 
 
-def test_capture_browser_filters_scope_and_images(store, db_url, tmp_path) -> None:
+def test_capture_browser_filters_scope_and_images(store, db_url, tmp_path, monkeypatch) -> None:
     build(store)
     app = create_app(make_settings(tmp_path, db_url), store)
     with TestClient(app) as c:

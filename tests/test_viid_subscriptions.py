@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import orjson
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from anfang.app import create_app
 from anfang.store.engine import Store
 from anfang.viid import retention
-from anfang.viid.models import ViidBlob, ViidObject
+from anfang.viid.models import ViidBlob
 from anfang.viid.simulator import face, face_list, make_jpeg, vehicle, vehicle_list
 from test_viid import APE, JPEG, hdr, make_settings, register
 
@@ -133,11 +133,12 @@ def test_retention_keeps_disposition_evidence(store: Store, db_url: str, tmp_pat
                                                                  "TargetFeature": "闽G77777"}}, headers=hdr(UPPER))
         cars = [vehicle(APE, make_jpeg(8000, seed=i), p) for i, p in enumerate(["闽G77777", "闽G11111", "闽G22222"])]
         c.post("/VIID/MotorVehicles", content=orjson.dumps(vehicle_list(cars)), headers=hdr())
-        with store.session() as s:
-            s.execute(update(ViidObject).values(received_at=datetime.now(UTC) - timedelta(days=100)))
-            s.execute(update(ViidBlob).values(created_at=datetime.now(UTC) - timedelta(days=100)))
-        result = retention.purge(store, c.app.state.viid.images, days=90)
+        # retention is by capture day (whole days are dropped): 100 days on, today's captures are past 90 days
+        images = c.app.state.viid.images
+        assert len(images.days()) == 1
+        result = retention.purge(store, images, days=90, now=datetime.now(UTC) + timedelta(days=100))
         assert (result.objects, result.kept_for_dispositions) == (2, 1)
+        assert images.days() == [(datetime.now(UTC) + timedelta(days=100, hours=8)).strftime("%Y%m%d")]
         left = c.get("/VIID/MotorVehicles", headers=hdr()).json()["MotorVehicleListObject"]["MotorVehicleObject"]
         assert [v["PlateNo"] for v in left] == ["闽G77777"]
         with store.session() as s:

@@ -9,7 +9,7 @@ from anfang.gb28181 import models as gb28181_models  # noqa: F401
 from anfang.registry import models as registry_models  # noqa: F401
 from anfang.security import models as security_models  # noqa: F401
 from anfang.security import records as security_records  # noqa: F401
-from anfang.store import eventlog, indexes  # noqa: F401
+from anfang.store import eventlog  # noqa: F401
 from anfang.store.base import Base
 from anfang.viid import models as viid_models  # noqa: F401
 from anfang.warnings import models as warnings_models  # noqa: F401

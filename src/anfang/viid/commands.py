@@ -41,11 +41,13 @@ def retention_cmd(days: Annotated[float | None, typer.Option(help="保留天数 
     """立即执行一次过期清理 / run the retention job once."""
     from anfang.cliopen import open_data
     from anfang.viid.images import SegmentImageStore
-    from anfang.viid.retention import purge
+    from anfang.viid.retention import maintain, purge
 
     settings, store = open_data(data_dir)
     images = SegmentImageStore(Path(settings.data_dir) / "viid" / "segments")
+    made = maintain(store)
     result = purge(store, images, days if days is not None else settings.viid_retention_days)
     images.close()
-    console.print(f"删除抓拍 {result.objects} 条、图片 {result.images} 张、内容 {result.blobs} 份；"
-                  f"布控命中保留 {result.kept_for_dispositions} 条 / removed, kept under open dispositions")
+    console.print(f"删除抓拍 {result.objects} 条（整日 {result.days_dropped} 天）、图片 {result.images} 张、内容 "
+                  f"{result.blobs} 份；布控命中保留 {result.kept_for_dispositions} 条；新建分区 {len(made)} 个 / "
+                  "removed, kept under open dispositions, partitions made ahead")

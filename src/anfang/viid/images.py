@@ -2,10 +2,10 @@
 
 Photos are small (10–200 KB) and many (hundreds per second). One file per photo caps ingest at a few hundred per
 second once each is fsynced, so the default implementation packs them, like Haystack and SeaweedFS volumes do, into
-large append-only segment files: ``put_many`` appends a whole batch and fsyncs once, and returns a ``location``
-(``segment:offset:length``) that the caller stores in the same transaction as the records. Content is addressed by
-SHA-256 (the caller skips bytes whose hash is already indexed). An S3-compatible store implements the same three
-methods with ``location`` = object key (``sha256[:2]/sha256``).
+large append-only segment files, one directory per capture day: ``put_many`` appends a whole batch and fsyncs
+once, and returns a ``location`` (``day/segment:offset:length``) that the caller stores in the same transaction as
+the records. Content is addressed by SHA-256 (``viid_blobs``, one row per content). An S3-compatible store
+implements the same three methods with ``location`` = object key (``day/sha256``, a bucket prefix per day).
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ import binascii
 import hashlib
 import io
 import os
+import shutil
 import threading
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 try:  # Pillow verifies that the bytes are a decodable image; magic bytes alone are checked without it
     from PIL import Image as _PILImage
@@ -126,24 +128,34 @@ def check_image(data: bytes, *, max_bytes: int) -> CheckedImage:
 
 
 class ImageStore(Protocol):
-    def put_many(self, blobs: list[bytes]) -> list[str]:
-        """Store the blobs durably (fsynced / acknowledged by the object store) and return one location each."""
+    def put_many(self, blobs: list[bytes], day: date | None = None) -> list[str]:
+        """Store the blobs durably (fsynced / acknowledged by the object store) and return one location each;
+        ``day`` (default today, China time) is the capture day whose files hold them."""
 
     def get(self, location: str) -> bytes:
         """The bytes at ``location``; ``KeyError`` when absent."""
 
-    def release(self, locations: list[str]) -> None:
-        """The index no longer references these locations (retention); reclaim space when the store can."""
+    def drop_days_before(self, day: date) -> int:
+        """Remove the files of every day before ``day`` (retention); the number of days removed."""
+
+
+def _today() -> date:
+    from anfang.viid.days import day_of
+
+    return day_of(datetime.now(UTC))
 
 
 class SegmentImageStore:
-    """Append-only segment files ``seg-000001.dat`` … under ``root``; one fsync per ``put_many``.
+    """Append-only segment files, one directory a day: ``20261207/seg-000001.dat`` …; one fsync per ``put_many``.
+    A segment never holds two days, so retention deletes a day's images by unlinking its directory's files.
 
     Crash safety: bytes are written and fsynced before the caller commits the index rows, so an acknowledged
     image is always readable; a crash between the two leaves unreferenced bytes at the segment's tail (harmless,
-    reclaimed by compaction). Space of removed images is reclaimed by deleting whole segments once nothing in
-    them is referenced (``release`` with ``live_segments``; compaction of partly live segments is future work).
+    gone with the day). Segments written before per-day directories (``seg-000001.dat`` in ``root``, locations
+    ``1:offset:length``) stay readable and are removed by ``release`` once nothing in them is referenced.
     """
+
+    OPEN_DAYS = 4  # append handles kept open (today, yesterday's late uploads, …)
 
     def __init__(self, root: Path, *, segment_bytes: int = 1 << 30, fsync: bool = True) -> None:
         self.root = Path(root)
@@ -151,50 +163,71 @@ class SegmentImageStore:
         self.segment_bytes = segment_bytes
         self.fsync = fsync
         self._lock = threading.Lock()
-        existing = sorted(self.root.glob("seg-*.dat"))
-        self._seg_no = int(existing[-1].stem[4:]) if existing else 1
-        self._fh = self._open(self._seg_no)
-        self._readers: dict[int, int] = {}
+        self._open_days: dict[str, tuple[int, Any]] = {}  # "20261207" -> (segment number, append handle)
 
-    def _path(self, n: int) -> Path:
-        return self.root / f"seg-{n:06d}.dat"
+    def _path(self, n: int, day: str = "") -> Path:
+        return (self.root / day if day else self.root) / f"seg-{n:06d}.dat"
 
-    def _open(self, n: int):  # noqa: ANN202
-        fh = open(self._path(n), "ab")  # noqa: SIM115 - held open for the store's lifetime
-        fh.seek(0, os.SEEK_END)
-        if self.fsync:  # make the new file's directory entry durable too
-            dfd = os.open(self.root, os.O_RDONLY)
+    def _sync_dir(self, path: Path) -> None:
+        if self.fsync:  # make a new file's (or directory's) entry durable too
+            dfd = os.open(path, os.O_RDONLY)
             try:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
-        return fh
 
-    def put_many(self, blobs: list[bytes]) -> list[str]:
+    def _handle(self, day: str) -> tuple[int, Any]:
+        """The append handle of ``day``'s current segment (a new segment once it is full)."""
+        hit = self._open_days.pop(day, None)
+        if hit is not None and hit[1].tell() >= self.segment_bytes:
+            hit[1].close()
+            hit = (hit[0] + 1, None)
+        if hit is None or hit[1] is None:
+            folder = self.root / day
+            if not folder.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                self._sync_dir(self.root)
+            if hit is None:
+                segs = sorted(folder.glob("seg-*.dat"))
+                n = int(segs[-1].stem[4:]) if segs else 1
+            else:
+                n = hit[0]
+            fh = open(self._path(n, day), "ab")  # noqa: SIM115 - held open while the day is written
+            fh.seek(0, os.SEEK_END)
+            self._sync_dir(folder)
+            hit = (n, fh)
+        self._open_days[day] = hit  # most recently used last
+        while len(self._open_days) > self.OPEN_DAYS:
+            oldest = next(iter(self._open_days))
+            self._open_days.pop(oldest)[1].close()
+        return hit
+
+    def put_many(self, blobs: list[bytes], day: date | None = None) -> list[str]:
         if not blobs:
             return []
+        key = (day or _today()).strftime("%Y%m%d")
         out: list[str] = []
         with self._lock:
-            if self._fh.tell() >= self.segment_bytes:
-                self._fh.close()
-                self._seg_no += 1
-                self._fh = self._open(self._seg_no)
-            offset = self._fh.tell()
+            seg_no, fh = self._handle(key)
+            offset = fh.tell()
             for blob in blobs:
-                out.append(f"{self._seg_no}:{offset}:{len(blob)}")
+                out.append(f"{key}/{seg_no}:{offset}:{len(blob)}")
                 offset += len(blob)
-            self._fh.write(b"".join(blobs))
-            self._fh.flush()
+            fh.write(b"".join(blobs))
+            fh.flush()
             if self.fsync:  # data + size; no need to flush the file's times
-                _datasync(self._fh.fileno())
+                _datasync(fh.fileno())
         return out
 
     def get(self, location: str) -> bytes:
+        day, _, rest = location.rpartition("/")
         try:
-            seg, offset, length = (int(x) for x in location.split(":"))
+            seg, offset, length = (int(x) for x in rest.split(":"))
         except ValueError as exc:
             raise KeyError(location) from exc
-        path = self._path(seg)
+        if day and not (len(day) == 8 and day.isdigit()):
+            raise KeyError(location)
+        path = self._path(seg, day)
         if not path.exists():
             raise KeyError(location)
         with open(path, "rb") as fh:
@@ -204,19 +237,42 @@ class SegmentImageStore:
             raise KeyError(location)
         return data
 
-    def segment_of(self, location: str) -> int:
-        return int(location.split(":", 1)[0])
+    def days(self) -> list[str]:
+        """The days that have files, oldest first (``20261207``)."""
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and len(p.name) == 8 and p.name.isdigit())
+
+    def drop_days_before(self, day: date) -> int:
+        """Unlink the segment files of every day before ``day``: a whole day at a time, never a copy."""
+        limit = day.strftime("%Y%m%d")
+        dropped = 0
+        with self._lock:
+            for name in self.days():
+                if name >= limit:
+                    break
+                hit = self._open_days.pop(name, None)
+                if hit is not None and hit[1] is not None:
+                    hit[1].close()
+                shutil.rmtree(self.root / name, ignore_errors=True)
+                dropped += 1
+        return dropped
+
+    @staticmethod
+    def segment_of(location: str) -> int | None:
+        """The legacy segment number of a location written before per-day directories (None for a day's)."""
+        return None if "/" in location else int(location.split(":", 1)[0])
 
     def release(self, locations: list[str], live_segments: set[int] | None = None) -> None:
-        """Delete segment files (never the one being written) that hold none of ``live_segments``."""
+        """Delete legacy segment files (in ``root``) that hold none of ``live_segments``."""
         if live_segments is None:
             return
         with self._lock:
             for path in self.root.glob("seg-*.dat"):
-                n = int(path.stem[4:])
-                if n != self._seg_no and n not in live_segments:
+                if int(path.stem[4:]) not in live_segments:
                     path.unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._lock:
-            self._fh.close()
+            for _, fh in self._open_days.values():
+                if fh is not None:
+                    fh.close()
+            self._open_days.clear()

@@ -14,14 +14,24 @@ BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite's rowid alias mus
 
 class ViidObject(Base):
     """One captured object: kind face | motor | person | nonmotor. ``body`` is the object as received (JSON text,
-    image data removed, StoragePath pointing at our copy); the searched fields are columns."""
+    image data removed, StoragePath pointing at our copy); the searched fields are columns.
+
+    Kept per day of ``shot_at`` (``anfang.viid.days``): on PostgreSQL the table is partitioned by range of
+    ``shot_at``, one partition a day, and its primary key there is (id, shot_at) since a partitioned table's keys
+    must hold the partition key (``id`` stays unique: one writer allocates it, the rest use the sequence). The
+    unique key (kind, object_id, shot_at) keeps a re-sent object once: its capture time is the same every time.
+    Rows are inserted by ``IngestWriter._write`` (one INSERT statement) — the place for per-insert hooks."""
 
     __tablename__ = "viid_objects"
     __table_args__ = (
-        UniqueConstraint("kind", "object_id"),
+        UniqueConstraint("kind", "object_id", "shot_at"),
         Index("ix_viid_objects_device_shot", "device_id", "shot_at"),
         Index("ix_viid_objects_kind_shot", "kind", "shot_at"),
         Index("ix_viid_objects_plate", "plate_no"),
+        Index("ix_viid_objects_shot_id", "shot_at", "id"),  # newest first: the capture browser's order
+        # a county administrator's or an officer's captures (their communities, one kind or all) and their capped count
+        Index("ix_viid_objects_community_kind_shot", "community_code", "kind", "shot_at"),
+        {"postgresql_partition_by": "RANGE (shot_at)"},
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(8))
@@ -29,7 +39,7 @@ class ViidObject(Base):
     source_id: Mapped[str | None] = mapped_column(String(64))
     device_id: Mapped[str] = mapped_column(String(64))
     shot_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     plate_no: Mapped[str | None] = mapped_column(String(16))
     plate_color: Mapped[str | None] = mapped_column(String(4))
     gender: Mapped[str | None] = mapped_column(String(2))
@@ -60,13 +70,17 @@ class ViidImage(Base):
 
 
 class ViidBlob(Base):
-    """Content index: SHA-256 → where the image store keeps the bytes."""
+    """Content index: SHA-256 → where the image store keeps the bytes. ``day`` (``20261207``) is the day whose
+    segment files hold them: never older than the day of any image using the blob (the writer moves the index to
+    the newest day's copy; retention moves the bytes of kept evidence before unlinking a day). None: a segment of
+    the store before per-day segments."""
 
     __tablename__ = "viid_blobs"
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     location: Mapped[str] = mapped_column(String(256))
     size: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    day: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 class ViidSubscription(Base):

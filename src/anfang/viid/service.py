@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -30,7 +30,7 @@ from anfang.devices.models import Device
 from anfang.devices.service import OFFLINE, ONLINE, DeviceService
 from anfang.store.engine import Store, is_sqlite
 from anfang.store.eventlog import EventRecord
-from anfang.viid import ids
+from anfang.viid import days, ids
 from anfang.viid.images import BadImage, CheckedImage, ImageStore, decode_image
 from anfang.viid.models import ViidBlob, ViidDisposition, ViidDispositionHit, ViidImage, ViidObject
 
@@ -322,13 +322,14 @@ class IngestWriter:
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._db_thread: threading.Thread | None = None
-        self._staged: queue.Queue[tuple[list[_Job], dict[str, tuple[str, int]]] | None] = queue.Queue()
+        self._staged: queue.Queue[tuple[list[_Job], dict[str, tuple[str, int, int]]] | None] = queue.Queue()
         self._conn = None
         self._stmts: dict[str, Any] | None = None
         # device id → (community code, address id, longitude, latitude) from the device registry, set by the node
         self.place_of: Any = lambda device_id: (None, None, None, None)
         self.node_id: str | None = None
         self._ids: dict[str, int] = {}
+        self._days: set[date] = set()  # capture days whose partition is known to exist (PostgreSQL)
         self.groups = 0
         self.hits_written = threading.Event()  # set when a disposition hit was committed (wakes the notifier)
         self.committed = threading.Event()  # set after every commit (wakes subscription delivery)
@@ -439,19 +440,31 @@ class IngestWriter:
             if stop:
                 return
 
-    def _stage_images(self, group: list[_Job]) -> dict[str, tuple[str, int]]:
-        """Append every image of the group (identical content once) with one fsync: sha256 → (location, size)."""
-        blobs: dict[str, bytes] = {}
+    def _stage_images(self, group: list[_Job]) -> dict[str, tuple[str, int, int]]:
+        """Append every image of the group (identical content once, in the files of the newest capture day using
+        it) with one fsync per day: sha256 → (location, size, day key)."""
+        blobs: dict[str, tuple[date, bytes]] = {}
         for j in group:
             for p in j.items:
+                day = days.day_of(p.shot_at)
                 for _, img in p.images:
-                    blobs.setdefault(img.sha256, img.data)
+                    have = blobs.get(img.sha256)
+                    if have is None or have[0] < day:
+                        blobs[img.sha256] = (day, img.data)
         if not blobs:
             return {}
-        locations = self.images.put_many(list(blobs.values()))
-        return {h: (loc, len(b)) for (h, b), loc in zip(blobs.items(), locations, strict=True)}
+        by_day: dict[date, list[str]] = {}
+        for h, (day, _) in blobs.items():
+            by_day.setdefault(day, []).append(h)
+        out: dict[str, tuple[str, int, int]] = {}
+        for day, hashes in sorted(by_day.items()):
+            locations = self.images.put_many([blobs[h][1] for h in hashes], day=day)
+            key = days.day_key(day)
+            for h, loc in zip(hashes, locations, strict=True):
+                out[h] = (loc, len(blobs[h][1]), key)
+        return out
 
-    def _write_group(self, group: list[_Job], locations: dict[str, tuple[str, int]]) -> list[list[Stored]]:
+    def _write_group(self, group: list[_Job], locations: dict[str, tuple[str, int, int]]) -> list[list[Stored]]:
         conn = self._connection()
         now = datetime.now(UTC)
         try:
@@ -460,6 +473,7 @@ class IngestWriter:
         except BaseException:
             conn.rollback()
             self._ids.clear()  # re-read max(id) next time
+            self._days.clear()  # and the partitions
             raise
         self.groups += 1
         self.committed.set()
@@ -476,8 +490,13 @@ class IngestWriter:
                         + (f" ON CONFLICT ({conflict}) DO NOTHING" if conflict else ""))
 
             dt = ViidObject.__table__.c.shot_at.type._cached_bind_processor(conn.dialect) or (lambda v: v)
+            # content indexed earlier keeps its row; its bytes move to the newest day's copy (written anyway), so a
+            # blob's day is never older than any image using it and retention can unlink old days whole
+            blob = (ins(ViidBlob.__table__, ["sha256", "location", "size", "created_at", "day"])
+                    + " ON CONFLICT (sha256) DO UPDATE SET location = excluded.location, day = excluded.day"
+                    " WHERE viid_blobs.day IS NULL OR viid_blobs.day < excluded.day")
             self._stmts = {
-                "blob": ins(ViidBlob.__table__, ["sha256", "location", "size", "created_at"], "sha256"),
+                "blob": blob,
                 "object": ins(ViidObject.__table__, _OBJECT_COLS),
                 "image": ins(ViidImage.__table__, _IMAGE_COLS),
                 "hit": ins(ViidDispositionHit.__table__, ["disposition_id", "object_pk", "at", "attempts"]),
@@ -495,7 +514,7 @@ class IngestWriter:
         return first
 
     def _write(self, conn, group: list[_Job], now: datetime,  # noqa: ANN001, C901
-               locations: dict[str, tuple[str, int]]) -> list[list[Stored]]:
+               locations: dict[str, tuple[str, int, int]]) -> list[list[Stored]]:
         sql = self._sql(conn)
         dt = sql["dt"]
         now_db = dt(now)
@@ -503,11 +522,14 @@ class IngestWriter:
         keys: dict[str, set[str]] = {}
         for _, p in captures:
             keys.setdefault(p.kind, set()).add(p.object_id)
+        # a re-sent object has the same capture time (its id embeds it): look only at the days of this group
+        shots = [p.shot_at for _, p in captures]
         existing: set[tuple[str, str]] = set()
         for kind, oids in keys.items():
             for chunk in _chunks(sorted(oids), 500):
                 existing.update(conn.execute(select(ViidObject.kind, ViidObject.object_id).where(
-                    ViidObject.kind == kind, ViidObject.object_id.in_(chunk))).all())
+                    ViidObject.kind == kind, ViidObject.object_id.in_(chunk),
+                    ViidObject.shot_at >= min(shots), ViidObject.shot_at <= max(shots))).all())
         # which captures are new (a duplicate, e.g. a device's retry, is acknowledged but not stored again)
         fresh: list[tuple[_Job, Prepared]] = []
         seen: set[tuple[str, str]] = set()
@@ -518,13 +540,17 @@ class IngestWriter:
             seen.add(key)
             fresh.append((j, p))
         standalone = [p for j in group for p in j.items if p.standalone_image]
-        # images were appended and fsynced by stage 1; index the content of what is stored (ON CONFLICT DO
-        # NOTHING: content indexed by an earlier group keeps its first location)
+        # images were appended and fsynced by stage 1; index the content of what is stored
         used = {img.sha256 for _, p in fresh for _, img in p.images} | {img.sha256 for p in standalone
                                                                           for _, img in p.images}
         if used:
-            conn.exec_driver_sql(sql["blob"], [(h, *locations[h], now_db) for h in sorted(used)])
+            conn.exec_driver_sql(sql["blob"], [(h, locations[h][0], locations[h][1], now_db, locations[h][2])
+                                               for h in sorted(used)])
         pks: dict[int, int] = {}
+        new_days = {days.day_of(p.shot_at) for _, p in fresh} - self._days
+        if new_days:  # PostgreSQL: the day's partition, made in this transaction (never a failed insert)
+            days.ensure_for_rows(conn, new_days)
+            self._days |= new_days
         if fresh:
             pk = self._next_ids(conn, ViidObject.__table__, len(fresh))
             rows = []

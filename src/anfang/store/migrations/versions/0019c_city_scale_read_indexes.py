@@ -1,20 +1,21 @@
 """indexes for the console's reads at city scale: captures newest first and by community, address roots (issue 20)
 
 Revision ID: 0019c
-Revises: 0018
+Revises: 0019b
 """
 from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0019c"
-down_revision: str | Sequence[str] | None = "0018"
+down_revision: str | Sequence[str] | None = "0019b"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_viid_objects_shot_id", "viid_objects", ["shot_at", "id"], unique=False)
+    # (shot_at, id), newest first, comes with 0019b (the per-day table); on PostgreSQL an index created on the
+    # partitioned parent is created on every partition, present and future.
     op.create_index("ix_viid_objects_community_kind_shot", "viid_objects", ["community_code", "kind", "shot_at"],
                     unique=False)
     op.create_index("ix_addresses_level_code", "addresses", ["level", "code"], unique=False)
@@ -23,4 +24,3 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_addresses_level_code", table_name="addresses")
     op.drop_index("ix_viid_objects_community_kind_shot", table_name="viid_objects")
-    op.drop_index("ix_viid_objects_shot_id", table_name="viid_objects")

@@ -1,0 +1,130 @@
+"""Captures kept per day: the day of a capture, and the per-day storage of ``viid_objects`` on both databases.
+
+A capture's day is the China-local calendar day of its ``shot_at`` (the capture time). Every time-range query
+(GA/T 1400 searches, the captures page, the dashboards' "today" counts) filters on ``shot_at``, and a device that
+re-sends an object sends the same capture time (the object id embeds it, ``ids.py``), so the same object always
+falls on the same day: ``shot_at`` is the partition key, and the retention drops whole days of capture time.
+
+PostgreSQL: ``viid_objects`` is a table partitioned ``BY RANGE (shot_at)`` with one partition per day
+(``viid_objects_p20261207``) and a default partition (``viid_objects_default``) as a safety net. Partitions are
+created ahead (today + ``AHEAD_DAYS``) by the retention job and on demand by the ingest writer, in the same
+transaction as the first row of a day (never a failed insert); a day whose rows sit in the default partition is
+moved into its new partition when the partition is made. Retention detaches and drops a day's partition.
+
+SQLite has no partitions. What is really constant-time there is only unlinking a file (``DROP TABLE`` frees every
+page of the table, ``DELETE`` also updates every index per row); one database file per day would need an ATTACH per
+day (10 by default) and a UNION over them behind every query of the code base. So SQLite keeps one table whose
+day is a range of the ``shot_at`` index, and retention deletes a day as one index range: bounded by the size of
+the day deleted, independent of how many other days the table holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from anfang.viid.ids import CHINA_TZ
+
+TABLE = "viid_objects"
+DEFAULT_PARTITION = "viid_objects_default"
+AHEAD_DAYS = 3  # partitions made ahead of today by the maintenance job
+ON_DEMAND_PAST = 400  # the writer makes a partition on demand for a day at most this many days back …
+ON_DEMAND_FUTURE = 7  # … or ahead; rows outside (a camera with a wrong clock) go to the default partition
+_LOCK = 20_019_002  # advisory lock id serialising partition changes (writer, retention, migration)
+
+
+def day_of(at: datetime) -> date:
+    """The China-local calendar day of an aware datetime."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(CHINA_TZ).date()
+
+
+def day_start(day: date) -> datetime:
+    """00:00 China time of ``day``, as an aware UTC datetime."""
+    return datetime.combine(day, time(0), tzinfo=CHINA_TZ).astimezone(UTC)
+
+
+def day_key(day: date) -> int:
+    """``20261207``: the day as an integer (``viid_blobs.day``, segment directory names)."""
+    return day.year * 10000 + day.month * 100 + day.day
+
+
+def partition_name(day: date) -> str:
+    return f"{TABLE}_p{day_key(day)}"
+
+
+def is_partitioned(conn: Connection) -> bool:
+    if conn.dialect.name != "postgresql":
+        return False
+    return conn.execute(text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:t)"),
+                        {"t": TABLE}).scalar() == "p"
+
+
+def partition_days(conn: Connection) -> list[date]:
+    """The days that have their own partition (PostgreSQL), oldest first; [] elsewhere."""
+    if not is_partitioned(conn):
+        return []
+    names = conn.execute(text("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                              "WHERE i.inhparent = to_regclass(:t)"), {"t": TABLE}).scalars()
+    prefix = f"{TABLE}_p"
+    return sorted(date(int(n[-8:-4]), int(n[-4:-2]), int(n[-2:])) for n in names
+                  if n.startswith(prefix) and n[len(prefix):].isdigit())
+
+
+def _lit(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S+00")
+
+
+def ensure_days(conn: Connection, days: Iterable[date]) -> list[date]:
+    """Make the partitions of ``days`` that do not exist yet (PostgreSQL; nothing elsewhere) in the caller's
+    transaction; rows of such a day already in the default partition move into it. Returns the days made."""
+    wanted = set(days)
+    if not wanted or not is_partitioned(conn):
+        return []
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK})
+    made = sorted(wanted - set(partition_days(conn)))
+    for day in made:
+        name, lo, hi = partition_name(day), day_start(day), day_start(day + timedelta(days=1))
+        conn.exec_driver_sql(f"CREATE TABLE {name} (LIKE {TABLE} INCLUDING DEFAULTS)")
+        conn.execute(text(f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE shot_at >= :lo AND shot_at < :hi "
+                          f"RETURNING *) INSERT INTO {name} SELECT * FROM moved"), {"lo": lo, "hi": hi})
+        conn.exec_driver_sql(f"ALTER TABLE {name} ADD CONSTRAINT ck_{name}_day "
+                             f"CHECK (shot_at >= '{_lit(lo)}' AND shot_at < '{_lit(hi)}')")
+        conn.exec_driver_sql(f"ALTER TABLE {TABLE} ATTACH PARTITION {name} "
+                             f"FOR VALUES FROM ('{_lit(lo)}') TO ('{_lit(hi)}')")
+        conn.exec_driver_sql(f"ALTER TABLE {name} DROP CONSTRAINT ck_{name}_day")  # implied by the bounds now
+    return made
+
+
+def ensure_for_rows(conn: Connection, days: Iterable[date], today: date | None = None) -> list[date]:
+    """The writer's on-demand call: partitions for the days of new rows within the plausible window."""
+    today = today or day_of(datetime.now(UTC))
+    lo, hi = today - timedelta(days=ON_DEMAND_PAST), today + timedelta(days=ON_DEMAND_FUTURE)
+    return ensure_days(conn, [d for d in days if lo <= d <= hi])
+
+
+def ensure_ahead(conn: Connection, today: date | None = None, ahead: int = AHEAD_DAYS) -> list[date]:
+    """The maintenance job's call: today's partition and the next ``ahead`` days'."""
+    today = today or day_of(datetime.now(UTC))
+    return ensure_days(conn, [today + timedelta(days=i) for i in range(ahead + 1)])
+
+
+def drop_day(conn: Connection, day: date, keep_ids: Iterable[int]) -> tuple[int, int]:
+    """Drop the partition of ``day`` (PostgreSQL) in the caller's transaction: DETACH, copy the rows whose id is in
+    ``keep_ids`` back into the table (they land in the default partition, the day having none any more), DROP.
+    Returns (rows dropped, rows kept)."""
+    name = partition_name(day)
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK})
+    total = conn.exec_driver_sql(f"SELECT count(*) FROM {name}").scalar_one()
+    conn.exec_driver_sql(f"ALTER TABLE {TABLE} DETACH PARTITION {name}")
+    keep = sorted(set(keep_ids))
+    kept = 0
+    if keep:
+        kept = conn.execute(text(f"INSERT INTO {TABLE} SELECT * FROM {name} WHERE id = ANY(:ids)"),
+                            {"ids": keep}).rowcount or 0
+    conn.exec_driver_sql(f"DROP TABLE {name}")
+    return total - kept, kept

@@ -1,0 +1,182 @@
+"""Captures kept per day (SQLite and PostgreSQL): per-day partitions / ranges, per-day segment files, retention of
+whole days that keeps disposition evidence, partition pruning, and the migration of an existing capture table."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, insert, select, text
+
+from anfang.store.engine import Store
+from anfang.store.migrate import upgrade
+from anfang.viid import days, retention
+from anfang.viid.images import SegmentImageStore
+from anfang.viid.models import ViidBlob, ViidDisposition, ViidDispositionHit, ViidImage, ViidObject
+from anfang.viid.service import IngestWriter, Query, list_objects, object_images, prepare
+from anfang.viid.simulator import face, make_jpeg
+
+CAM = "35040200001190000001"
+CAM2 = "35040200001190000002"
+NOW = datetime.now(UTC).replace(hour=4, minute=0, second=0, microsecond=0)  # 12:00 China time
+TODAY = days.day_of(NOW)
+
+
+def _at(day_offset: int, hour: int = 10) -> datetime:
+    """``hour`` o'clock China time, ``day_offset`` days from TODAY."""
+    return days.day_start(TODAY + timedelta(days=day_offset)) + timedelta(hours=hour)
+
+
+def _face(device: str, at: datetime, jpeg: bytes, serial: int):  # noqa: ANN202
+    return prepare("face", face(device, jpeg, at=at, serial=serial), max_image=1 << 20)
+
+
+@pytest.fixture
+def writer(store: Store, tmp_path: Path) -> Iterator[IngestWriter]:
+    w = IngestWriter(store, SegmentImageStore(tmp_path / "segments", fsync=False))
+    yield w
+    w.stop()
+    w.images.close()
+
+
+def _count(store: Store) -> int:
+    with store.session() as s:
+        return s.scalar(select(func.count()).select_from(ViidObject)) or 0
+
+
+def test_days_land_in_their_own_partitions_and_files_resends_stored_once_queries_pruned(store: Store,
+                                                                               writer: IngestWriter) -> None:
+    shared = make_jpeg(4000, seed=1)  # the same bytes on two days: indexed once, in the newer day's files
+    items = [_face(CAM, _at(-10), shared, 1), _face(CAM, _at(-1), make_jpeg(4000, seed=2), 2),
+             _face(CAM, _at(0), shared, 3), _face(CAM2, _at(30), make_jpeg(4000, seed=4), 4)]
+    stored = writer.write(items)
+    assert all(st.pk is not None for st in stored)
+    # one directory of segment files a day; the shared bytes only in the newer day's
+    assert writer.images.days() == [f"{days.day_key(TODAY + timedelta(days=d))}" for d in (-1, 0, 30)]
+    again = writer.write([_face(CAM, _at(-10), shared, 1), _face(CAM2, _at(30), make_jpeg(4000, seed=4), 4)])
+    assert [st.pk for st in again] == [None, None]  # a device's retry: acknowledged, not stored twice
+    assert _count(store) == 4
+    with store.session() as s:
+        blob_days = dict(s.execute(select(ViidBlob.sha256, ViidBlob.day)).all())
+        assert len(blob_days) == 3 and sorted(blob_days.values())[-2] == days.day_key(TODAY)
+        conn = s.connection()
+        if days.is_partitioned(conn):
+            made = days.partition_days(conn)
+            # made on demand for the days of the rows (10 days back too); 30 days ahead is no plausible capture
+            # time: the default partition holds it
+            assert {TODAY - timedelta(days=10), TODAY - timedelta(days=1), TODAY} <= set(made)
+            assert TODAY + timedelta(days=30) not in made
+            assert conn.exec_driver_sql(f"SELECT count(*) FROM {days.DEFAULT_PARTITION}").scalar_one() == 1
+            assert conn.exec_driver_sql(f"SELECT count(*) FROM {days.partition_name(TODAY)}").scalar_one() == 1
+    # every image readable through the index
+    locs = object_images(store, [st.pk for st in stored])
+    assert all(writer.images.get(loc) for per in locs.values() for loc in per.values())
+    total, _ = list_objects(store, "face", Query(device_id=CAM, begin=_at(-1, 9), end=_at(-1, 10)))
+    assert total == 1
+    # the maintenance job makes the days ahead (idempotent); a time-range query touches only its days
+    made = retention.maintain(store, now=NOW + timedelta(days=5))
+    with store.session() as s:
+        conn = s.connection()
+        if not days.is_partitioned(conn):  # SQLite: a day is a range of the shot_at index by construction
+            assert made == []
+            return
+        have = set(days.partition_days(conn))
+        assert {TODAY + timedelta(days=5 + i) for i in range(days.AHEAD_DAYS + 1)} <= have
+        assert days.ensure_ahead(conn, TODAY + timedelta(days=5)) == []
+        # the shape of list_objects / the captures page: one camera, one hour, newest first
+        plan = "\n".join(r[0] for r in conn.execute(text(
+            "EXPLAIN SELECT id, body FROM viid_objects WHERE kind = 'face' AND device_id = :d AND shot_at >= :a "
+            "AND shot_at <= :b ORDER BY shot_at DESC, id DESC LIMIT 20"), {"d": CAM, "a": _at(-1, 9),
+                                                                          "b": _at(-1, 10)}))
+        touched = {d for d in have if days.partition_name(d) in plan}
+        assert touched == {TODAY - timedelta(days=1)}, plan
+        assert days.DEFAULT_PARTITION not in plan
+
+
+def test_retention_drops_whole_days_keeps_evidence_and_its_images(store: Store, writer: IngestWriter) -> None:
+    shared = make_jpeg(4000, seed=11)
+    evidence_jpeg = make_jpeg(4000, seed=12)
+    old = writer.write([_face(CAM, _at(-40), evidence_jpeg, 1), _face(CAM, _at(-40, 11), shared, 2),
+                        _face(CAM, _at(-40, 12), make_jpeg(4000, seed=13), 3)])
+    young = writer.write([_face(CAM, _at(-2), shared, 4), _face(CAM, _at(0), make_jpeg(4000, seed=14), 5)])
+    with store.session() as s:
+        s.add(ViidDisposition(disposition_id="D1", category="1", body="{}", status=0))
+        s.add(ViidDisposition(disposition_id="D9", category="1", body="{}", status=1))  # closed: no protection
+        s.flush()
+        s.add(ViidDispositionHit(disposition_id="D1", object_pk=old[0].pk))
+        s.add(ViidDispositionHit(disposition_id="D9", object_pk=old[2].pk))
+    assert len(writer.images.days()) == 3
+    result = retention.purge(store, writer.images, days=30, now=NOW)
+    assert (result.objects, result.kept_for_dispositions) == (2, 1)
+    # the old day's files are gone whole; the evidence's bytes moved to today's files first
+    assert writer.images.days() == [str(days.day_key(TODAY - timedelta(days=2))), str(days.day_key(TODAY))]
+    left = object_images(store, [old[0].pk, young[0].pk, young[1].pk])
+    assert set(left) == {old[0].pk, young[0].pk, young[1].pk}
+    assert writer.images.get(next(iter(left[old[0].pk].values()))) == evidence_jpeg
+    assert writer.images.get(next(iter(left[young[0].pk].values()))) == shared
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(ViidDispositionHit)) == 1  # the closed one's hit went
+        assert s.scalar(select(func.count()).select_from(ViidImage)) == 3
+        conn = s.connection()
+        if days.is_partitioned(conn):
+            assert TODAY - timedelta(days=40) not in days.partition_days(conn)
+            assert conn.exec_driver_sql(f"SELECT count(*) FROM {days.DEFAULT_PARTITION}").scalar_one() == 1
+    # a late upload for the dropped day: its partition comes back on demand and takes the kept row in
+    late = writer.write([_face(CAM2, _at(-40, 15), make_jpeg(4000, seed=15), 6)])
+    assert late[0].pk is not None
+    total, rows = list_objects(store, "face", Query(begin=_at(-41), end=_at(-39)))
+    assert total == 2 and {pk for pk, _ in rows} == {old[0].pk, late[0].pk}
+    # the disposition closes: the next run takes the evidence too
+    with store.session() as s:
+        s.get(ViidDisposition, "D1").status = 2
+    result = retention.purge(store, writer.images, days=30, now=NOW)
+    assert (result.objects, result.kept_for_dispositions) == (2, 0)
+    assert _count(store) == 2
+
+
+@pytest.fixture
+def empty_url(tmp_path: Path, db_url: str) -> Iterator[str]:
+    """An empty database (no migrations yet) on the same backend as db_url."""
+    if db_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    from conftest import PG_ADMIN_URL, _base_url
+
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"anfang_d_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{_base_url(PG_ADMIN_URL)}/{name}"
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_migration_converts_an_existing_capture_table(empty_url: str) -> None:
+    upgrade(empty_url, "0018")
+    store = Store(empty_url)
+    try:
+        rows = [{"kind": "face", "object_id": f"{CAM}02{i:019d}0600001", "device_id": CAM, "shot_at": _at(-i),
+                 "received_at": _at(-i), "body": "{}"} for i in range(3)]
+        with store.session() as s:
+            s.execute(insert(ViidObject.__table__).values(rows))  # the table as 0018 had it
+        store.dispose()
+        upgrade(empty_url, "0019b")
+        with store.session() as s:
+            got = s.execute(select(ViidObject.id, ViidObject.object_id).order_by(ViidObject.id)).all()
+            assert [r[1] for r in got] == [r["object_id"] for r in rows]
+            conn = s.connection()
+            if days.is_partitioned(conn):
+                assert {TODAY - timedelta(days=i) for i in range(3)} <= set(days.partition_days(conn))
+                assert conn.exec_driver_sql(f"SELECT count(*) FROM {days.DEFAULT_PARTITION}").scalar_one() == 0
+            # new rows still get ids after the old ones (the id sequence was kept)
+            s.add(ViidObject(kind="face", object_id="x", device_id=CAM, shot_at=NOW, received_at=NOW, body="{}"))
+            s.flush()
+            assert s.scalar(select(func.max(ViidObject.id))) == got[-1][0] + 1
+    finally:
+        store.dispose()
