@@ -167,16 +167,26 @@ class SessionCache:
 session_cache = SessionCache()
 
 
+def cached_principal(token: str, *, idle_minutes: float | None = None, client: str | None = None) -> Principal | None:
+    """The principal of a session the cache holds fresh and still live (absolute and idle limits), else None.
+    No database access: safe on the event loop."""
+    hit = session_cache.get(_token_hash(token))
+    if hit is None:
+        return None
+    now = utcnow()
+    if hit.expires_at <= now or (idle_minutes and now - hit.seen > timedelta(minutes=idle_minutes)):
+        return None
+    return replace(hit.principal, client=client)
+
+
 def resolve_principal(store: Store, token: str, *, idle_minutes: float | None = None,
                       client: str | None = None) -> Principal:
     """The principal of a live session: from the session cache when it holds a fresh entry, else as
     ``resolve_session`` decides (which also refreshes last_seen_at and ends idle sessions)."""
-    th = _token_hash(token)
-    hit = session_cache.get(th)
+    hit = cached_principal(token, idle_minutes=idle_minutes, client=client)
     if hit is not None:
-        now = utcnow()
-        if hit.expires_at > now and not (idle_minutes and now - hit.seen > timedelta(minutes=idle_minutes)):
-            return replace(hit.principal, client=client)
+        return hit
+    th = _token_hash(token)
     generation = session_cache.generation
     with store.session() as s:
         user = resolve_session(s, token, idle_minutes=idle_minutes)

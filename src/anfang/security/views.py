@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from anfang.core.errors import Forbidden, Unauthorized
@@ -51,7 +52,19 @@ def current_principal(request: Request) -> Principal:
     return p
 
 
-CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+async def principal_dependency(request: Request) -> Principal:
+    """``current_principal`` for routes: a session held in the session cache is answered on the event loop (no
+    thread hop, no database); anything else — a miss, TOTP policy to check, an error to raise — in the thread pool."""
+    token = token_of(request)
+    settings = request.app.state.settings
+    if token and not settings.totp_required_roles:
+        p = service.cached_principal(token, idle_minutes=settings.session_idle_minutes, client=client_of(request))
+        if p is not None:
+            return p
+    return await run_in_threadpool(current_principal, request)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(principal_dependency)]
 
 
 class LoginIn(BaseModel):
