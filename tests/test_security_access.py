@@ -14,11 +14,12 @@ import httpx
 import pyotp
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from anfang.app import create_app
 from anfang.config import Settings
 from anfang.security.models import AccessAlert, AuditEntry, LoginSession, UserSecurity
+from anfang.security.service import session_cache
 from anfang.store.base import utcnow
 from world import PASSWORD, build
 
@@ -135,9 +136,40 @@ def test_idle_session_expires(client_world) -> None:
     assert c.get("/api/auth/me", headers=h).status_code == 200
     with c.app.state.store.session() as s:
         s.execute(update(LoginSession).values(last_seen_at=utcnow() - timedelta(minutes=31)))
+    session_cache.clear()  # 31 minutes pass for the few seconds' session cache too
     r = c.get("/api/auth/me", headers=h)
     assert r.status_code == 401 and "未操作" in r.json()["error"]["message"]
     assert c.get("/api/auth/me", headers=h).status_code == 401  # the session is gone
+
+
+def test_logout_takes_effect_at_once_despite_the_session_cache(client_world) -> None:
+    c, _ = client_world
+    h = bearer(c, "police")
+    for _ in range(3):  # resolved once, then served from the session cache
+        assert c.get("/api/persons", headers=h, params={"name": "nobody"}).status_code == 200
+    assert c.post("/api/auth/logout", headers=h).status_code == 200
+    r = c.get("/api/persons", headers=h, params={"name": "nobody"})
+    assert r.status_code == 401, r.text
+    # the console's cookie session too: logged out, the next page asks for a login
+    cookie = {"anfang_session": login(c, "police").json()["token"]}
+    assert c.get("/api/auth/me", cookies=cookie).status_code == 200
+    assert c.post("/api/auth/logout", cookies=cookie).status_code == 200
+    assert c.get("/api/auth/me", cookies=cookie).status_code == 401
+
+
+def test_session_ended_elsewhere_stops_working_within_the_cache_time(store, tmp_path) -> None:
+    """Another process's logout (the row deleted in the database) is seen here within session_cache_seconds."""
+    c, _ = make_client(store, tmp_path, session_cache_seconds=0.5)
+    with c:
+        h = bearer(c, "police")
+        assert c.get("/api/auth/me", headers=h).status_code == 200
+        with c.app.state.store.session() as s:
+            s.execute(delete(LoginSession))
+        deadline = time.monotonic() + 5
+        while c.get("/api/auth/me", headers=h).status_code == 200:
+            assert time.monotonic() < deadline, "a session deleted elsewhere still works after 5 s"
+            time.sleep(0.1)
+        assert time.monotonic() > deadline - 5 + 0.3  # ... and not before the cache time: it was cached
 
 
 def test_absolute_session_expiry(client_world) -> None:

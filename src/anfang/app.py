@@ -126,6 +126,10 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     from anfang.core import timefmt
 
     timefmt.configure(settings.timezone)  # the zone every page, terminal, PDF, XLSX shows times in
+    from anfang.security import service as security_service
+
+    security_service.session_cache.ttl_s = settings.session_cache_seconds  # validated sessions, per process
+    security_service.session_cache.clear()
     app.state.store = store or Store(settings.database_url)  # type: ignore[arg-type]
     app.state.registry = RegistryService(app.state.store)
     if settings.nats_url:

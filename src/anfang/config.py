@@ -128,6 +128,8 @@ class Settings(BaseSettings):
     data_key_file: Path | None = None
     # Sessions: absolute lifetime is session_hours; idle expiry after session_idle_minutes without a request.
     session_idle_minutes: float = 30.0
+    # A validated session is cached this long per process (0: off); a logout on the process ends it at once.
+    session_cache_seconds: float = 5.0
     # Login protection: lockout after login_lockout_failures failed logins in a row, for login_lockout_minutes.
     login_lockout_failures: int = 5
     login_lockout_minutes: float = 15.0

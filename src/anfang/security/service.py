@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
 from anfang.core.errors import Conflict, Unauthorized, ValidationError
@@ -15,6 +18,7 @@ from anfang.security.passwords import hash_password, needs_rehash, verify_passwo
 from anfang.security.roles import Role
 from anfang.security.scope import Principal
 from anfang.store.base import utcnow
+from anfang.store.engine import Store
 
 _REQUIRED_SCOPE = {
     Role.county_admin: "county_code",
@@ -98,4 +102,98 @@ def resolve_session(session: Session, token: str, idle_minutes: float | None = N
 
 
 def close_session(session: Session, token: str) -> None:
-    session.execute(delete(LoginSession).where(LoginSession.token_hash == _token_hash(token)))
+    """End a session (logout). This process forgets it at once, and again once the delete is committed, so that no
+    request resolving it concurrently can put it back into the session cache."""
+    th = _token_hash(token)
+    session.execute(delete(LoginSession).where(LoginSession.token_hash == th))
+    session_cache.forget(th)
+    event.listen(session, "after_commit", lambda _s: session_cache.forget(th), once=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Live:
+    principal: Principal  # client left empty: it is the request's
+    expires_at: datetime  # the session's absolute end
+    seen: datetime  # last_seen_at (or created_at) as read: idle expiry is still checked on every hit
+    fresh_until: float  # time.monotonic() after which the database is asked again
+
+
+class SessionCache:
+    """Validated sessions, kept ``ttl_s`` seconds (``settings.session_cache_seconds``; 0 turns it off), so that a
+    request with a bearer token or cookie costs no database read for its session most of the time.
+
+    Correctness: a hit is still checked against the session's absolute expiry and idle limit at every request; a
+    logout on this process (``close_session``) removes the entry at once, and a resolution that raced with it
+    (read before the delete committed) is not stored (a generation counter). Another process's logout, or a user
+    disabled in the database, takes effect here within ``ttl_s`` seconds."""
+
+    def __init__(self, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
+        self.ttl_s, self.max_entries = ttl_s, max_entries
+        self._entries: dict[str, _Live] = {}
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def get(self, token_hash: str) -> _Live | None:
+        hit = self._entries.get(token_hash)
+        if hit is None or hit.fresh_until < time.monotonic():
+            return None
+        return hit
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def put(self, token_hash: str, live: _Live, generation: int) -> None:
+        if self.ttl_s <= 0:
+            return
+        with self._lock:
+            if generation != self._generation:
+                return  # a session was closed while this one was being read: it may have been this one
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[token_hash] = live
+
+    def forget(self, token_hash: str) -> None:
+        with self._lock:
+            self._generation += 1
+            self._entries.pop(token_hash, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._entries.clear()
+
+
+session_cache = SessionCache()
+
+
+def cached_principal(token: str, *, idle_minutes: float | None = None, client: str | None = None) -> Principal | None:
+    """The principal of a session the cache holds fresh and still live (absolute and idle limits), else None.
+    No database access: safe on the event loop."""
+    hit = session_cache.get(_token_hash(token))
+    if hit is None:
+        return None
+    now = utcnow()
+    if hit.expires_at <= now or (idle_minutes and now - hit.seen > timedelta(minutes=idle_minutes)):
+        return None
+    return replace(hit.principal, client=client)
+
+
+def resolve_principal(store: Store, token: str, *, idle_minutes: float | None = None,
+                      client: str | None = None) -> Principal:
+    """The principal of a live session: from the session cache when it holds a fresh entry, else as
+    ``resolve_session`` decides (which also refreshes last_seen_at and ends idle sessions)."""
+    hit = cached_principal(token, idle_minutes=idle_minutes, client=client)
+    if hit is not None:
+        return hit
+    th = _token_hash(token)
+    generation = session_cache.generation
+    with store.session() as s:
+        user = resolve_session(s, token, idle_minutes=idle_minutes)
+        row = s.get(LoginSession, th)
+        p = principal_of(user)
+        live = _Live(p, row.expires_at, row.last_seen_at or row.created_at,
+                     time.monotonic() + session_cache.ttl_s) if row is not None else None
+    if live is not None:
+        session_cache.put(th, live, generation)
+    return replace(p, client=client)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from anfang.core.errors import Forbidden, Unauthorized
@@ -37,17 +38,33 @@ def current_principal(request: Request) -> Principal:
     if not token:
         raise Unauthorized("请先登录 / please log in")
     settings = request.app.state.settings
-    with store_of(request).session() as s:
-        user = service.resolve_session(s, token, idle_minutes=settings.session_idle_minutes)
-        if settings.totp_required_roles and not request.url.path.startswith(totp.ENROL_PATHS) \
-                and totp.must_enrol(s, user, settings.totp_required_roles):
+    # validated sessions are cached a few seconds (service.SessionCache): most requests read no session row
+    p = service.resolve_principal(store_of(request), token, idle_minutes=settings.session_idle_minutes,
+                                  client=client_of(request))
+    if settings.totp_required_roles and p.role.value in settings.totp_required_roles \
+            and not request.url.path.startswith(totp.ENROL_PATHS):
+        with store_of(request).session() as s:
+            enrolled = totp.enabled(s, p.user_id)
+        if not enrolled:
             request.state.no_access_alert = True  # policy, not an attempt outside the account's rights
             raise Forbidden("您的账号须先启用双因素认证：请打开 /account/totp / enrol a second factor first at "
                             "/account/totp")
-        return service.principal_of(user, client_of(request))
+    return p
 
 
-CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+async def principal_dependency(request: Request) -> Principal:
+    """``current_principal`` for routes: a session held in the session cache is answered on the event loop (no
+    thread hop, no database); anything else — a miss, TOTP policy to check, an error to raise — in the thread pool."""
+    token = token_of(request)
+    settings = request.app.state.settings
+    if token and not settings.totp_required_roles:
+        p = service.cached_principal(token, idle_minutes=settings.session_idle_minutes, client=client_of(request))
+        if p is not None:
+            return p
+    return await run_in_threadpool(current_principal, request)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(principal_dependency)]
 
 
 class LoginIn(BaseModel):
