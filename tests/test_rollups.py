@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, insert, select, update
 from anfang.core.ids import make_id_number
 from anfang.devices.models import Device
 from anfang.devices.service import DeviceService
+from anfang.gb28181.views import device_condition, list_devices
 from anfang.registry import metrics
 from anfang.registry.importer import import_file
 from anfang.registry.models import Address, House, Person, WorkUnit
@@ -147,6 +148,15 @@ def test_rollups_equal_a_full_recount_after_every_kind_of_write(store: Store, tm
     with store.session() as s:
         s.execute(delete(Device).where(Device.device_id == "35040400001320000011"))
     assert_rollups_match(store, "device writes and status changes")
+    with store.session() as s:
+        for who in ("city", "county", "property"):  # the /devices counts read from the rollup: the rows' counts
+            p = w.users[who]
+            for status in (None, "online", "offline"):
+                cond = [Device.protocol == "gb28181", device_condition(p)]
+                cond += [Device.status == status] if status else []
+                total = s.scalar(select(func.count()).select_from(Device).where(*cond))
+                online = s.scalar(select(func.count()).select_from(Device).where(*cond, Device.status == "online"))
+                assert list_devices(store, p, status=status)[1:] == (total, online), (who, status)
 
     # captures: ingest around midnight Beijing time (16:00 UTC), retention deletes, a moved camera
     base = datetime(2026, 12, 6, 15, 0, tzinfo=UTC)

@@ -84,9 +84,10 @@ def rollups(dialect: str) -> tuple[Rollup, ...]:
                             "units": _count("work_units"),
                             "units_verified": _count("work_units", " AND x.verification = 'verified'")}),
          _lived_in("persons", "persons"), _lived_in("houses", "houses"), _lived_in("work_units", "units")))
-    devices = Rollup("rollup_devices", {"community_code": "coalesce(r.community_code, '')", "protocol": "r.protocol",
+    devices = Rollup("rollup_devices", {"county_code": "substr(coalesce(r.community_code, r.device_id), 1, 6)",
+                                        "community_code": "coalesce(r.community_code, '')", "protocol": "r.protocol",
                                         "status": "r.status"}, ("n",),
-                     (Source("devices", {"n": "1"}, watch=("community_code", "protocol", "status")),))
+                     (Source("devices", {"n": "1"}, watch=("community_code", "device_id", "protocol", "status")),))
     captures = Rollup("rollup_captures", {"day": _day("r.shot_at", dialect), "device_id": "r.device_id",
                                           "community_code": "coalesce(r.community_code, '')"}, ("n",),
                       (Source("viid_objects", {"n": "1"}, watch=("shot_at", "device_id", "community_code")),))

@@ -7,6 +7,8 @@ a missing community or county code is ''.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -15,6 +17,11 @@ from anfang.store.base import Base
 # The day of a capture or warning: the calendar day in Asia/Shanghai (UTC+8 all year, no daylight saving since 1991),
 # the day the console shows.
 DAY_OFFSET_HOURS = 8
+
+
+def rollup_day(at: datetime) -> str:
+    """The rollups' day (YYYY-MM-DD, Beijing time) of an instant."""
+    return (at.astimezone(UTC) + timedelta(hours=DAY_OFFSET_HOURS)).date().isoformat()
 
 
 class RegistryRollup(Base):
@@ -38,9 +45,11 @@ class RegistryRollup(Base):
 
 
 class DeviceRollup(Base):
-    """Devices per community, protocol and status (online | offline | unknown)."""
+    """Devices per county, community, protocol and status (online | offline | unknown). An unplaced device (no
+    community) counts in the county its 20-digit id names, as devices.placement.county_condition has it."""
 
     __tablename__ = "rollup_devices"
+    county_code: Mapped[str] = mapped_column(String(6), primary_key=True)
     community_code: Mapped[str] = mapped_column(String(12), primary_key=True)
     protocol: Mapped[str] = mapped_column(String(16), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), primary_key=True)

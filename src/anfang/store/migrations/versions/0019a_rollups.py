@@ -36,11 +36,12 @@ def upgrade() -> None:
                              "persons_verified", "houses", "houses_verified", "units", "units_verified"),
                     sa.PrimaryKeyConstraint("county_code", "community_code", "police_area_id", "grid_id"))
     op.create_table("rollup_devices",
+                    sa.Column("county_code", sa.String(length=6), nullable=False),
                     sa.Column("community_code", sa.String(length=12), nullable=False),
                     sa.Column("protocol", sa.String(length=16), nullable=False),
                     sa.Column("status", sa.String(length=16), nullable=False),
                     *_counts("n"),
-                    sa.PrimaryKeyConstraint("community_code", "protocol", "status"))
+                    sa.PrimaryKeyConstraint("county_code", "community_code", "protocol", "status"))
     op.create_table("rollup_captures",
                     sa.Column("day", sa.String(length=10), nullable=False),
                     sa.Column("device_id", sa.String(length=64), nullable=False),
