@@ -26,6 +26,7 @@ from anfang.security.scope import Principal
 from anfang.store.engine import Store
 from anfang.viid.models import ViidObject
 from anfang.warnings.models import Warning as WarningRow
+from anfang.warnings.service import WarningService, warning_condition
 from world import build
 
 LD, XY, FX = "350404001001", "350404001201", "350405001001"
@@ -174,7 +175,8 @@ def test_rollups_equal_a_full_recount_after_every_kind_of_write(store: Store, tm
     assert days == {"2026-12-06", "2026-12-07"}  # Beijing days: 15:30-16:00 UTC on the 6th, after on the 7th
 
     # warnings: raised, acknowledged, handled, closed, deleted
-    wrows = [dict(uid=str(uuid.uuid4()), rule="smoke.alarm", category="sensor", title="烟感", source="s",
+    wrows = [dict(uid=str(uuid.uuid4()), rule="smoke.alarm", category=rng.choice(["sensor", "plate"]), title="烟感",
+                  source="s",
                   dedup_key=f"k{i}", community_code=rng.choice([LD, FX, None]),
                   county_code=rng.choice(["350404", None]),
                   police_area_id=rng.choice([w.police_area["LD-1"], None]), grid_id=None,
@@ -186,6 +188,15 @@ def test_rollups_equal_a_full_recount_after_every_kind_of_write(store: Store, tm
                       .values(state=st))
         s.execute(delete(WarningRow).where(WarningRow.id % 9 == 0))
     assert_rollups_match(store, "warning state changes")
+    with store.session() as s:  # the warning counts by state and category (city, county) read from the rollup
+        for who in ("city", "county"):
+            cond = warning_condition(w.users[who])
+            by_state = dict(s.execute(select(WarningRow.state, func.count()).where(cond)
+                                      .group_by(WarningRow.state)).all())
+            by_cat = dict(s.execute(select(WarningRow.category, func.count()).where(cond)
+                                    .group_by(WarningRow.category)).all())
+            stats = WarningService(store).stats(w.users[who])
+            assert (stats["by_state"], stats["by_category"]) == (by_state, by_cat) and by_state, who
 
     # the seed's figures from the rollups are the scan's, for every role
     for who, p in w.users.items():

@@ -96,9 +96,10 @@ def rollups(dialect: str) -> tuple[Rollup, ...]:
     warnings = Rollup("rollup_warnings", {"county_code": "coalesce(r.county_code, '')",
                                           "community_code": "coalesce(r.community_code, '')",
                                           "police_area_id": "coalesce(r.police_area_id, 0)",
-                                          "grid_id": "coalesce(r.grid_id, 0)", "state": "r.state"}, ("n",),
-                      (Source("warnings", {"n": "1"},
-                              watch=("county_code", "community_code", "police_area_id", "grid_id", "state")),))
+                                          "grid_id": "coalesce(r.grid_id, 0)", "state": "r.state",
+                                          "category": "r.category"}, ("n",),
+                      (Source("warnings", {"n": "1"}, watch=("county_code", "community_code", "police_area_id",
+                                                             "grid_id", "state", "category")),))
     warnings_daily = Rollup("rollup_warnings_daily", {"day": _day("r.created_at", dialect),
                                                       "county_code": "coalesce(r.county_code, '')",
                                                       "community_code": "coalesce(r.community_code, '')"}, ("n",),

@@ -67,7 +67,7 @@ class CaptureRollup(Base):
 
 
 class WarningRollup(Base):
-    """Warnings per state and jurisdiction cell."""
+    """Warnings per state, category and jurisdiction cell."""
 
     __tablename__ = "rollup_warnings"
     county_code: Mapped[str] = mapped_column(String(6), primary_key=True)
@@ -75,6 +75,7 @@ class WarningRollup(Base):
     police_area_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     grid_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    category: Mapped[str] = mapped_column(String(16), primary_key=True)
     n: Mapped[int] = mapped_column(Integer, default=0)
 
 

@@ -54,8 +54,10 @@ def upgrade() -> None:
                     sa.Column("police_area_id", sa.Integer(), nullable=False),
                     sa.Column("grid_id", sa.Integer(), nullable=False),
                     sa.Column("state", sa.String(length=16), nullable=False),
+                    sa.Column("category", sa.String(length=16), nullable=False),
                     *_counts("n"),
-                    sa.PrimaryKeyConstraint("county_code", "community_code", "police_area_id", "grid_id", "state"))
+                    sa.PrimaryKeyConstraint("county_code", "community_code", "police_area_id", "grid_id", "state",
+                                            "category"))
     op.create_table("rollup_warnings_daily",
                     sa.Column("day", sa.String(length=10), nullable=False),
                     sa.Column("county_code", sa.String(length=6), nullable=False),
