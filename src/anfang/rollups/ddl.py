@@ -176,8 +176,9 @@ def _pg_apply(ru: Rollup, parts: list[str]) -> str:
     sums = ", ".join(f"sum({v})" for v in ru.values)
     nonzero = " OR ".join(f"sum({v}) <> 0" for v in ru.values)
     head, tail = _upsert_head(ru)
-    return (head + f"SELECT {keys}, {sums} FROM ({' UNION ALL '.join(parts)}) d GROUP BY {keys} HAVING {nonzero}"
-            + tail + ";")
+    # ORDER BY: concurrent statements lock the rollup rows they change in one order (no deadlock between them)
+    return (head + f"SELECT {keys}, {sums} FROM ({' UNION ALL '.join(parts)}) d GROUP BY {keys} HAVING {nonzero} "
+            f"ORDER BY {keys}" + tail + ";")
 
 
 def _pg_triggers(ru: Rollup, src: Source) -> list[str]:
