@@ -21,7 +21,7 @@ from anfang.registry import metrics
 from anfang.registry.importer import import_file
 from anfang.registry.models import Address, House, Person, WorkUnit
 from anfang.rollups import service
-from anfang.rollups.models import CaptureRollup, RegistryRollup
+from anfang.rollups.models import CaptureRollup, DeviceRollup, RegistryRollup
 from anfang.security.scope import Principal
 from anfang.store.engine import Store
 from anfang.viid.models import ViidObject
@@ -227,3 +227,24 @@ def test_the_migration_fills_the_rollups_from_the_rows_already_there(db_url: str
             assert s.scalar(select(func.sum(RegistryRollup.persons))) == 6  # tests/world.py's six persons
     finally:
         store.dispose()
+
+
+def test_rollups_check_finds_drift_and_rebuild_repairs_it(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from anfang.cli import app
+    from anfang.clibase import open_store, settings_for
+
+    store = open_store(settings_for(data_dir=tmp_path))
+    try:
+        DeviceService(store).upsert("gb28181", "35040400001320000001", community_code=LD)
+        with store.session() as s:
+            s.execute(update(DeviceRollup).values(n=DeviceRollup.n + 5))  # a rollup gone wrong
+    finally:
+        store.dispose()
+    runner = CliRunner()
+    broken = runner.invoke(app, ["rollups", "check", "--data-dir", str(tmp_path)])
+    assert broken.exit_code == 1 and "rollups rebuild" in broken.output
+    assert runner.invoke(app, ["rollups", "rebuild", "--data-dir", str(tmp_path)]).exit_code == 0
+    fixed = runner.invoke(app, ["rollups", "check", "--data-dir", str(tmp_path)])
+    assert fixed.exit_code == 0, fixed.output
