@@ -31,7 +31,8 @@ def db_url(db: str, persons: int, pg_url: str = PG_URL) -> str:
     if db == "sqlite":
         return f"sqlite:///{OUT / f'bench_{persons}.db'}"
     base = make_url(pg_url)
-    return base.set(database=f"anfang_bench_{persons}").render_as_string(hide_password=False)
+    tag = os.environ.get("ANFANG_BENCH_DB_TAG", "")  # keeps parallel runs (several worktrees) apart
+    return base.set(database=f"anfang_bench_{persons}{tag}").render_as_string(hide_password=False)
 
 
 def fresh_database(db: str, persons: int, pg_url: str = PG_URL) -> str:

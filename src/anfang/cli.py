@@ -47,6 +47,9 @@ app.add_typer(construction_app, name="construction")
 from anfang.media.cli import video_app  # noqa: E402 - light: talks to a running anfang over HTTP
 
 app.add_typer(video_app, name="video")
+from anfang.rollups.cli import rollups_app  # noqa: E402 - light: the rollup code loads inside its commands
+
+app.add_typer(rollups_app, name="rollups")
 
 HostOpt = Annotated[str | None, typer.Option("--host", help="监听地址 / listen address")]
 PortOpt = Annotated[int | None, typer.Option("--port", help="监听端口 / listen port")]

@@ -82,24 +82,29 @@ class _State(Collector):
         yield lag_s
 
     def _database(self, st: Any) -> Iterator[Any]:
-        from anfang.devices.models import Device
         from anfang.federation.models import FedOutbox
+        from anfang.rollups.models import DeviceRollup, WarningRollup
         from anfang.store.base import utcnow
         from anfang.store.eventlog import BusCursor, EventRecord
-        from anfang.warnings.models import Warning, WebhookDelivery
+        from anfang.warnings.models import WebhookDelivery
 
         tier = str(getattr(self.settings.role, "value", self.settings.role))
         now = utcnow()
         with st.store.session() as s:
             devices = GaugeMetricFamily("anfang_devices", "Devices by protocol and status",
                                         labels=["protocol", "status", "tier"])
-            for protocol, status, n in s.execute(select(Device.protocol, Device.status, func.count())
-                                                 .group_by(Device.protocol, Device.status)):
-                devices.add_metric([protocol or "", status or "", tier], n)
+            # devices and warnings: from the rollups the writes' triggers keep (anfang.rollups), not a scan
+            for protocol, status, n in s.execute(select(DeviceRollup.protocol, DeviceRollup.status,
+                                                        func.sum(DeviceRollup.n))
+                                                 .group_by(DeviceRollup.protocol, DeviceRollup.status)):
+                if n:
+                    devices.add_metric([protocol or "", status or "", tier], int(n))
             yield devices
             warnings = GaugeMetricFamily("anfang_warnings", "Warnings by state", labels=["state"])
-            for state, n in s.execute(select(Warning.state, func.count()).group_by(Warning.state)):
-                warnings.add_metric([state], n)
+            for state, n in s.execute(select(WarningRollup.state, func.sum(WarningRollup.n))
+                                      .group_by(WarningRollup.state)):
+                if n:
+                    warnings.add_metric([state], int(n))
             yield warnings
             hooks = GaugeMetricFamily("anfang_webhook_deliveries", "Webhook deliveries by state", labels=["state"])
             for state, n in s.execute(select(WebhookDelivery.state, func.count()).group_by(WebhookDelivery.state)):

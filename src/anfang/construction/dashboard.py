@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,12 @@ from sqlalchemy import func, select
 from anfang.construction import operations, rollout, supervision
 from anfang.core.errors import Forbidden
 from anfang.registry.models import Region
+from anfang.rollups.models import CaptureRollup, WarningDayRollup, WarningRollup, rollup_day
 from anfang.security.roles import Role
 from anfang.security.scope import Principal
 from anfang.store.base import utcnow
 from anfang.store.engine import Store
-from anfang.viid.models import ViidObject
-from anfang.warnings.models import Warning as WarningRow
+from anfang.warnings.service import OPEN_STATES
 
 HERE = Path(__file__).parent
 MAP_FILE = HERE / "sanming_counties.json"
@@ -111,7 +111,6 @@ def figures(store: Store, p: Principal, plan: list[supervision.PlanRow], now: da
     """All figures of the dashboard; a county admin gets his county's (the map still draws every outline)."""
     county = _county_filter(p)
     now = now or utcnow()
-    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     if county:
         plan = [r for r in plan if r.county_code == county]
     progress = supervision.measure_progress(store, now)
@@ -120,26 +119,28 @@ def figures(store: Store, p: Principal, plan: list[supervision.PlanRow], now: da
 
     scope = device_scope(p)
     online_today = {r.code: r for r in operations.daily_online_rates(store, now, "county", scope)}
+    day = rollup_day(now)  # today in Beijing time: the rollups' day, the day the console shows
     with store.session() as s:
         names = dict(s.execute(select(Region.code, Region.name).where(Region.level == "county")).all())
+        # counted from the rollups kept by the writes' triggers, never from the captures or warnings themselves
         captures: dict[str, int] = defaultdict(int)
-        for code, n in s.execute(select(ViidObject.community_code, func.count())
-                                 .where(ViidObject.shot_at >= today, ViidObject.shot_at < today + timedelta(days=1))
-                                 .group_by(ViidObject.community_code)):
+        for code, n in s.execute(select(CaptureRollup.community_code, func.sum(CaptureRollup.n))
+                                 .where(CaptureRollup.day == day).group_by(CaptureRollup.community_code)):
             if code and (county is None or code.startswith(county)):
-                captures[code[:6]] += n
+                captures[code[:6]] += int(n or 0)
         warn_today: dict[str, int] = defaultdict(int)
         warn_open: dict[str, int] = defaultdict(int)
-        stmt = select(WarningRow.county_code, WarningRow.state, WarningRow.created_at).where(
-            (WarningRow.created_at >= today) | WarningRow.state.in_(("new", "dispatched", "acknowledged")))
+        today_q = select(WarningDayRollup.county_code, func.sum(WarningDayRollup.n)).where(
+            WarningDayRollup.day == day).group_by(WarningDayRollup.county_code)
+        open_q = select(WarningRollup.county_code, func.sum(WarningRollup.n)).where(
+            WarningRollup.state.in_(OPEN_STATES)).group_by(WarningRollup.county_code)
         if county:
-            stmt = stmt.where(WarningRow.county_code == county)
-        for code, state, created in s.execute(stmt):
-            key = code or "—"
-            if created >= today:
-                warn_today[key] += 1
-            if state in ("new", "dispatched", "acknowledged"):
-                warn_open[key] += 1
+            today_q = today_q.where(WarningDayRollup.county_code == county)
+            open_q = open_q.where(WarningRollup.county_code == county)
+        for code, n in s.execute(today_q):
+            warn_today[code or "—"] += int(n or 0)
+        for code, n in s.execute(open_q):
+            warn_open[code or "—"] += int(n or 0)
     dev_scope = scope
     early = rollout.early_target(store, dev_scope)
     tallies = rollout.village_tallies(store, dev_scope)
@@ -173,7 +174,7 @@ def figures(store: Store, p: Principal, plan: list[supervision.PlanRow], now: da
               "house_share": (sum(t.with_camera for t in county_tallies.values())
                               / max(1, sum(t.buildings for t in county_tallies.values())))
               if any(t.buildings for t in county_tallies.values()) else None}
-    return {"now": now.isoformat(), "day": today.date().isoformat(), "month": now.month, "year": now.year,
+    return {"now": now.isoformat(), "day": day, "month": now.month, "year": now.year,
             "counties": rows, "totals": totals, "early": early,
             "map_svg": map_svg(share, labels, highlight=county), "map_source": county_shapes()["source"],
             "pro_rata": now.month / 12}

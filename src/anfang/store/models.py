@@ -7,6 +7,7 @@ from anfang.faces import models as faces_models  # noqa: F401
 from anfang.federation import models as federation_models  # noqa: F401
 from anfang.gb28181 import models as gb28181_models  # noqa: F401
 from anfang.registry import models as registry_models  # noqa: F401
+from anfang.rollups import models as rollups_models  # noqa: F401
 from anfang.security import models as security_models  # noqa: F401
 from anfang.security import records as security_records  # noqa: F401
 from anfang.store import eventlog  # noqa: F401

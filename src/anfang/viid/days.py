@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from anfang.rollups import ddl as rollup_ddl
 from anfang.viid.ids import CHINA_TZ
 
 TABLE = "viid_objects"
@@ -127,4 +128,5 @@ def drop_day(conn: Connection, day: date, keep_ids: Iterable[int]) -> tuple[int,
         kept = conn.execute(text(f"INSERT INTO {TABLE} SELECT * FROM {name} WHERE id = ANY(:ids)"),
                             {"ids": keep}).rowcount or 0
     conn.exec_driver_sql(f"DROP TABLE {name}")
+    rollup_ddl.recount_capture_day(conn, day)  # no trigger sees a dropped partition
     return total - kept, kept

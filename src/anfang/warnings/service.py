@@ -14,6 +14,7 @@ from anfang.core import timefmt
 from anfang.core.errors import Conflict, Forbidden, NotFound, ValidationError
 from anfang.core.events import Event, new_event_id
 from anfang.registry.models import Address, PoliceArea
+from anfang.rollups.models import WarningRollup
 from anfang.security import audit
 from anfang.security.models import User
 from anfang.security.roles import Role
@@ -388,11 +389,24 @@ class WarningService:
         return out
 
     def stats(self, p: Principal) -> dict[str, Any]:
+        # the city's and a county's counts from the rollup kept by the writes' triggers; the other roles' scopes
+        # (station escalations, the roles a warning notifies) are counted from their warnings
+        cells = {Role.city_admin: true(),
+                 Role.county_admin: WarningRollup.county_code == p.county_code if p.county_code else false()}
         with self.store.session() as s:
-            by_state = dict(s.execute(select(Warning.state, func.count()).where(warning_condition(p))
-                                      .group_by(Warning.state)).all())
-            by_category = dict(s.execute(select(Warning.category, func.count()).where(warning_condition(p))
-                                         .group_by(Warning.category)).all())
+            if p.role in cells:
+                by_state, by_category = {}, {}
+                for state, category, n in s.execute(
+                        select(WarningRollup.state, WarningRollup.category, func.sum(WarningRollup.n))
+                        .where(cells[p.role]).group_by(WarningRollup.state, WarningRollup.category)):
+                    if n:
+                        by_state[state] = by_state.get(state, 0) + int(n)
+                        by_category[category] = by_category.get(category, 0) + int(n)
+            else:
+                by_state = dict(s.execute(select(Warning.state, func.count()).where(warning_condition(p))
+                                          .group_by(Warning.state)).all())
+                by_category = dict(s.execute(select(Warning.category, func.count()).where(warning_condition(p))
+                                             .group_by(Warning.category)).all())
         return {"by_state": by_state, "by_category": by_category,
                 "open": sum(n for st, n in by_state.items() if st in OPEN_STATES)}
 
