@@ -185,12 +185,16 @@ def test_half_float_storage_keeps_distances_and_old_float32_indexes_load(tmp_pat
     probes = vecs[:40] + (_unit(rng, 40) * 0.3).astype(np.float32)
     half = FaceIndex(128)
     half.add(range(3000), vecs)
+    found = 0
     for q in probes:
         exact = np.linalg.norm(vecs - q, axis=1)
-        want = np.argsort(exact)[:3]
+        want = {int(i) for i in np.argsort(exact)[:3]}
         got = half.search(q, k=3)
-        assert [i for i, _ in got] == [int(i) for i in want]
-        assert [d for _, d in got] == pytest.approx([float(exact[i]) for i in want], abs=2e-3)
+        # half floats keep each distance (HNSW is approximate: which neighbours it finds is the recall below)
+        assert [d for _, d in got] == pytest.approx([float(exact[i]) for i, _ in got], abs=2e-3)
+        assert got[0][0] == int(np.argmin(exact))
+        found += len({i for i, _ in got} & want)
+    assert found >= 0.95 * 3 * len(probes)
     # an index saved before half floats (sidecar without "dtype") still loads, as float32
     old = FaceIndex(128, dtype="f32")
     old.add(range(3000), vecs)

@@ -108,10 +108,10 @@ def test_demo_keeps_recorded_cameras_alive_instead_of_flooding_offline_warnings(
     with store.session() as s:
         s.execute(update(Device).where(Device.device_id.in_(recorded)).values(status="online"))
     settings = Settings(data_dir=tmp_path, database_url=store.url, sip_enabled=True, sip_port=0,
-                        sip_host="127.0.0.1", sip_simulate=1, sip_heartbeat_interval=1.0)
+                        sip_host="127.0.0.1", sip_simulate=1, sip_heartbeat_interval=2.0)
     with TestClient(create_app(settings, store)) as c:
         login(c, "city")
-        time.sleep(5)  # past the 3 s timeout (3 keepalives missed) of a device that sends none
+        time.sleep(8)  # past the 6 s timeout (3 keepalives missed) of a device that sends none
         status = {i["device_id"]: i["status"] for i in c.get("/api/devices").json()["items"]}
         assert all(status[d] == "online" for d in recorded), status
     with store.session() as s:
