@@ -7,14 +7,12 @@ hash), while the scan pages and lists still show them, masked by role as before;
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import inspect, select, text
 
 from anfang.core.errors import Conflict
 from anfang.core.ids import make_id_number
@@ -119,25 +117,6 @@ def test_key_status_and_rotation_cover_the_door_plate_columns(
                     move_in=None)
 
 
-# ---- migration -----------------------------------------------------------------------------------------------------
-@pytest.fixture
-def empty_url(tmp_path: Path, db_url: str) -> Iterator[str]:
-    """An empty database (no migrations yet) on the same backend as db_url."""
-    if db_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    from conftest import PG_ADMIN_URL, _base_url
-
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"anfang_m_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{_base_url(PG_ADMIN_URL)}/{name}"
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _seed_plaintext(store: Store) -> None:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import csv
 import json
-import uuid
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select, text
 
 from anfang.config import Settings
 from anfang.core.ids import make_id_number
@@ -114,24 +113,6 @@ def test_bulk_import_writes_ciphertext_and_reimport_is_unchanged(store: Store, t
     assert svc.search_persons(CITY, id_number=ids[5]).items[0]["name"] == "人员5"
 
 
-@pytest.fixture
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path, db_url: str):
-    """An empty database (no migrations yet) on the same backend as db_url."""
-    if db_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    from conftest import PG_ADMIN_URL, _base_url
-
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"anfang_m_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{_base_url(PG_ADMIN_URL)}/{name}"
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_migration_encrypts_existing_plaintext_rows(empty_url: str) -> None:

@@ -3,13 +3,12 @@ whole days that keeps disposition evidence, partition pruning, and the migration
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy import func, insert, select, text
 
 from anfang.store.engine import Store
 from anfang.store.migrate import upgrade
@@ -137,24 +136,6 @@ def test_retention_drops_whole_days_keeps_evidence_and_its_images(store: Store, 
     assert _count(store) == 2
 
 
-@pytest.fixture
-def empty_url(tmp_path: Path, db_url: str) -> Iterator[str]:
-    """An empty database (no migrations yet) on the same backend as db_url."""
-    if db_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    from conftest import PG_ADMIN_URL, _base_url
-
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"anfang_d_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{_base_url(PG_ADMIN_URL)}/{name}"
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_migration_converts_an_existing_capture_table(empty_url: str) -> None:
