@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from anfang.core.events import Event, EventKind
+from anfang.devices import uptime
 from anfang.devices.models import Channel, Device, DeviceStatusChange
 from anfang.store.base import utcnow
 from anfang.store.engine import Store
@@ -73,6 +74,9 @@ class DeviceService:
             previous = dev.status
             dev.status = status
             s.add(DeviceStatusChange(device_pk=dev.id, at=at, status=status, reason=reason))
+            s.flush()
+            since = uptime.open_since(s, [dev.id]).get(dev.id)
+            uptime.refresh(s, dev.id, min(at, since) if since is not None else at)  # the rollup, same transaction
             if status == OFFLINE:
                 _channels_offline(s, [dev.id])
             event = Event(kind=EventKind.device_status, source=device_id, at=at, node_id=self.node_id,
@@ -99,6 +103,7 @@ class DeviceService:
                     s.add(devs[device_id])
             s.flush()
             gone: list[int] = []
+            first_at: dict[int, datetime] = {}
             for device_id, status, reason, at in changes:
                 dev = devs.get(device_id)
                 if dev is None or status not in (ONLINE, OFFLINE, UNKNOWN):
@@ -109,6 +114,7 @@ class DeviceService:
                     continue
                 previous, dev.status = dev.status, status
                 s.add(DeviceStatusChange(device_pk=dev.id, at=at, status=status, reason=reason))
+                first_at[dev.id] = min(at, first_at.get(dev.id, at))
                 if status == OFFLINE:
                     gone.append(dev.id)
                 events.append(Event(kind=EventKind.device_status, source=device_id, at=at, node_id=self.node_id,
@@ -117,6 +123,10 @@ class DeviceService:
                                     data={"protocol": protocol, "status": status, "previous": previous,
                                           "reason": reason, "name": dev.name}))
             _channels_offline(s, gone)
+            s.flush()
+            since = uptime.open_since(s, list(first_at))
+            for pk, at in first_at.items():  # the uptime rollup, in the same transaction
+                uptime.refresh(s, pk, min(at, since[pk]) if pk in since else at)
         return events
 
     def touch_many(self, protocol: str, last_seen: dict[str, datetime]) -> None:
