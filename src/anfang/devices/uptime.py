@@ -131,21 +131,3 @@ def rebuild(s: Any, batch: int = 5000) -> int:
     close_device()
     flush(final=True)
     return written
-
-
-def online_seconds(s: Any, device_pks: list[int], start: datetime, end: datetime) -> dict[int, float]:
-    """Online seconds of each device within ``[start, end)`` (``start`` a UTC midnight, ``end`` at most a day
-    later) from the rollup: the day's closed seconds plus the open interval's overlap."""
-    key = day_key(start)
-    out: dict[int, float] = defaultdict(float)
-    for i in range(0, len(device_pks), 500):
-        chunk = device_pks[i:i + 500]
-        for pk, v in s.execute(select(DeviceUptimeDay.device_pk, DeviceUptimeDay.online_s)
-                               .where(DeviceUptimeDay.day == key, DeviceUptimeDay.device_pk.in_(chunk))):
-            out[pk] += v
-        for pk, st, since in s.execute(select(DeviceUptimeOpen.device_pk, DeviceUptimeOpen.status,
-                                              DeviceUptimeOpen.since)
-                                       .where(DeviceUptimeOpen.device_pk.in_(chunk),
-                                              DeviceUptimeOpen.status == ONLINE, DeviceUptimeOpen.since < end)):
-            out[pk] += (end - max(since, start)).total_seconds()
-    return dict(out)
