@@ -36,13 +36,18 @@ def device_scope(p: Principal) -> ColumnElement[bool]:
     return device_condition(p)
 
 
-def _devices_by_community(store: Store, p: Principal, community_code: str | None) -> dict[str, list[Device]]:
+def _devices_by_community(store: Store, p: Principal, community_code: str | None) -> dict[str, list[Any]]:
+    """The devices in ``p``'s jurisdiction per community, as rows of the columns the reports read (``id``,
+    ``device_id``, ``name``, ``community_code``, ``type_code``, ``place``, ``attributes``): no ORM objects, which
+    at 25,000 devices cost a second."""
     cond = [device_scope(p), Device.community_code.is_not(None), Device.review != "rejected"]
     if community_code:
         cond.append(Device.community_code == community_code)
-    out: dict[str, list[Device]] = defaultdict(list)
+    out: dict[str, list[Any]] = defaultdict(list)
+    cols = (Device.id, Device.device_id, Device.name, Device.community_code, Device.type_code, Device.place,
+            Device.attributes)
     with store.session() as s:
-        for d in s.scalars(select(Device).where(*cond).order_by(Device.community_code, Device.id)):
+        for d in s.execute(select(*cols).where(*cond).order_by(Device.community_code, Device.id)):
             out[d.community_code or ""].append(d)
     return dict(sorted(out.items()))
 
