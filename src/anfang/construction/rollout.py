@@ -20,7 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select, true
+from sqlalchemy import ColumnElement, case, func, or_, select, text, true
 from sqlalchemy.orm import aliased
 
 from anfang.construction.operations import CAPTURING_SUBSYSTEMS
@@ -108,6 +108,22 @@ def _building_expr() -> tuple[Any, list[Any]]:
     return case(*cases, else_=None), parents
 
 
+def _occupied_below(building_id: Any, depth: int = 4) -> ColumnElement[bool]:
+    """A non-vacant house at the building or at an address up to ``depth`` levels below it (unit, floor, room):
+    EXISTS probes down the ``parent_id`` index that stop at the first house found, so the cost follows the
+    buildings, not the houses."""
+    probes = [select(House.id).where(House.address_id == building_id, House.use != "vacant").exists()]
+    for n in range(1, depth + 1):
+        chain = [aliased(Address) for _ in range(n)]
+        q = select(House.id).select_from(chain[0])
+        for up, down in zip(chain, chain[1:], strict=False):
+            q = q.join(down, down.parent_id == up.id)
+        q = q.join(House, House.address_id == chain[-1].id).where(chain[0].parent_id == building_id,
+                                                                   House.use != "vacant")
+        probes.append(q.exists())
+    return or_(*probes)
+
+
 def _with_parents(stmt: Any, parents: list[Any]) -> Any:
     prev: Any = Address
     for p in parents:
@@ -119,8 +135,9 @@ def _with_parents(stmt: Any, parents: list[Any]) -> Any:
 def village_tallies(store: Store, device_scope: ColumnElement[bool] | None = None,
                     address_scope: ColumnElement[bool] | None = None) -> dict[str, Tally]:
     """Per village code: channels by siting category, occupied residential buildings and those with a camera.
-    Aggregated by the database: channels per (village, siting category) in one GROUP BY, the buildings as distinct
-    (village, building) pairs resolved by joins up the address tree — no address tree in Python."""
+    Aggregated by the database: channels per (village, siting category) in one GROUP BY; the cameras' buildings by
+    joins up the address tree from the cameras' addresses; the occupied buildings by EXISTS probes down from each
+    village building (a house nested under two buildings counts for both; the tree is not walked in Python)."""
     places = load_rollout_rules().places
     village_codes = select(Region.code).where(Region.kind == "village")
     sub = Device.attributes["subsystem"].as_string()
@@ -128,6 +145,8 @@ def village_tallies(store: Store, device_scope: ColumnElement[bool] | None = Non
     building, parents = _building_expr()
     ascope = address_scope if address_scope is not None else true()
     with store.session() as s:
+        if s.get_bind().dialect.name == "postgresql":
+            s.execute(text("SET LOCAL jit = off"))  # compiling these probes costs more than running them
         villages = dict(s.execute(select(Region.code, Region.name).where(Region.level == "community",
                                                                          Region.kind == "village")).all())
         out = {c: Tally(c, nm) for c, nm in villages.items()}
@@ -147,13 +166,11 @@ def village_tallies(store: Store, device_scope: ColumnElement[bool] | None = Non
         camera_buildings = {b for sub_v, type_code, b in s.execute(cams) if b is not None
                             and subsystem_of({"subsystem": sub_v} if sub_v else None, type_code)
                             in CAPTURING_SUBSYSTEMS}
-        occupied = _with_parents(select(Address.community_code, building)
-                                 .join(House, House.address_id == Address.id), parents) \
-            .where(ascope, Address.community_code.in_(village_codes), House.use != "vacant").distinct()
         buildings: dict[str, set[int]] = defaultdict(set)
-        for code, b in s.execute(occupied):
-            if b is not None:
-                buildings[code].add(b)
+        for code, b in s.execute(select(Address.community_code, Address.id).where(
+                ascope, Address.level == "building", Address.community_code.in_(village_codes),
+                _occupied_below(Address.id))):
+            buildings[code].add(b)
     for code, bs in buildings.items():
         tally = out.setdefault(code, Tally(code))
         tally.buildings = len(bs)
