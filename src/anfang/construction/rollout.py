@@ -235,18 +235,21 @@ def roll_up(tallies: dict[str, Tally], level: str, names: dict[str, str] | None 
 
 
 def channels_registered_by(store: Store, by: date, device_scope: ColumnElement[bool] | None = None) -> int:
-    """Village camera channels registered by the end of ``by`` (UTC)."""
+    """Village camera channels registered by the end of ``by`` (UTC), summed by the database."""
     end = datetime.combine(by, time.max, UTC)
-    n = 0
+    sub = Device.attributes["subsystem"].as_string()
+    n = func.coalesce(func.nullif(Device.attributes["channels"].as_integer(), 0), 1)
+    total = 0
     with store.session() as s:
-        for attrs, type_code, reg, created in s.execute(
-                select(Device.attributes, Device.type_code, Device.registered_at, Device.created_at)
+        for sub_v, type_code, k in s.execute(
+                select(sub, Device.type_code, func.sum(n))
                 .where(device_scope if device_scope is not None else true(), Device.review != "rejected",
-                       Device.community_code.in_(select(Region.code).where(Region.kind == "village")))):
-            when = reg or created
-            if subsystem_of(attrs, type_code) in CAPTURING_SUBSYSTEMS and when is not None and when <= end:
-                n += int((attrs or {}).get("channels") or 1)
-    return n
+                       Device.community_code.in_(select(Region.code).where(Region.kind == "village")),
+                       func.coalesce(Device.registered_at, Device.created_at) <= end)
+                .group_by(sub, Device.type_code)):
+            if subsystem_of({"subsystem": sub_v} if sub_v else None, type_code) in CAPTURING_SUBSYSTEMS:
+                total += int(k or 0)
+    return total
 
 
 def early_target(store: Store, device_scope: ColumnElement[bool] | None = None) -> dict[str, Any]:
