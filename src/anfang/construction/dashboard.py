@@ -114,12 +114,13 @@ def figures(store: Store, p: Principal, plan: list[supervision.PlanRow], now: da
     today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     if county:
         plan = [r for r in plan if r.county_code == county]
-    progress = supervision.measure_progress(store, now)
-    standings = supervision.rank_counties(plan, progress, now.month)
     from anfang.construction.service import device_scope
 
     scope = device_scope(p)
     online_today = {r.code: r for r in operations.daily_online_rates(store, now, "county", scope)}
+    # a county admin's plan rows are his county's, whose rate is the same with or without his scope: one read
+    progress = supervision.measure_progress(store, now, {c: r.rate for c, r in online_today.items()})
+    standings = supervision.rank_counties(plan, progress, now.month)
     with store.session() as s:
         names = dict(s.execute(select(Region.code, Region.name).where(Region.level == "county")).all())
         captures: dict[str, int] = defaultdict(int)

@@ -188,8 +188,10 @@ def village_channels(store: Store, cond: list[Any]) -> dict[str, int]:
     return dict(out)
 
 
-def measure_progress(store: Store, day: datetime) -> dict[str, Progress]:
-    """Per county: communities meeting at least 基本型, village video channels, the day's online rate."""
+def measure_progress(store: Store, day: datetime,
+                     rates: dict[str, float | None] | None = None) -> dict[str, Progress]:
+    """Per county: communities meeting at least 基本型, village video channels, the day's online rate (``rates``:
+    the county rates of that day when the caller has them already)."""
     from anfang.construction.service import installed_by_community
 
     rules = load_rules()
@@ -202,7 +204,8 @@ def measure_progress(store: Store, day: datetime) -> dict[str, Progress]:
     channels: dict[str, int] = defaultdict(int)
     for code, n in village_channels(store, [*base, Device.community_code.in_(villages)]).items():
         channels[code[:6]] += n
-    rates = {r.code: r.rate for r in operations.daily_online_rates(store, day, "county")}
+    if rates is None:
+        rates = {r.code: r.rate for r in operations.daily_online_rates(store, day, "county")}
     from anfang.construction.projects import accepted_communities
 
     accepted = accepted_communities(store)
