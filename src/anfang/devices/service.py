@@ -75,8 +75,7 @@ class DeviceService:
             dev.status = status
             s.add(DeviceStatusChange(device_pk=dev.id, at=at, status=status, reason=reason))
             s.flush()
-            since = uptime.open_since(s, [dev.id]).get(dev.id)
-            uptime.refresh(s, dev.id, min(at, since) if since is not None else at)  # the rollup, same transaction
+            uptime.append(s, {dev.id: [(at, status)]})  # the uptime rollup, in the same transaction
             if status == OFFLINE:
                 _channels_offline(s, [dev.id])
             event = Event(kind=EventKind.device_status, source=device_id, at=at, node_id=self.node_id,
@@ -103,7 +102,7 @@ class DeviceService:
                     s.add(devs[device_id])
             s.flush()
             gone: list[int] = []
-            first_at: dict[int, datetime] = {}
+            added: dict[int, list[tuple[datetime, str]]] = {}
             for device_id, status, reason, at in changes:
                 dev = devs.get(device_id)
                 if dev is None or status not in (ONLINE, OFFLINE, UNKNOWN):
@@ -114,7 +113,7 @@ class DeviceService:
                     continue
                 previous, dev.status = dev.status, status
                 s.add(DeviceStatusChange(device_pk=dev.id, at=at, status=status, reason=reason))
-                first_at[dev.id] = min(at, first_at.get(dev.id, at))
+                added.setdefault(dev.id, []).append((at, status))
                 if status == OFFLINE:
                     gone.append(dev.id)
                 events.append(Event(kind=EventKind.device_status, source=device_id, at=at, node_id=self.node_id,
@@ -124,9 +123,7 @@ class DeviceService:
                                           "reason": reason, "name": dev.name}))
             _channels_offline(s, gone)
             s.flush()
-            since = uptime.open_since(s, list(first_at))
-            for pk, at in first_at.items():  # the uptime rollup, in the same transaction
-                uptime.refresh(s, pk, min(at, since[pk]) if pk in since else at)
+            uptime.append(s, added)  # the uptime rollup, in the same transaction
         return events
 
     def touch_many(self, protocol: str, last_seen: dict[str, datetime]) -> None:

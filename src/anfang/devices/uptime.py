@@ -81,6 +81,56 @@ def refresh(s: Any, device_pk: int, from_at: datetime) -> None:
         s.execute(insert(DeviceUptimeOpen), [{"device_pk": device_pk, "status": st, "since": at}])
 
 
+def append(s: Any, added: dict[int, list[tuple[datetime, str]]]) -> None:
+    """Record changes added to the history (``device_pk -> [(at, status), ...]`` in the order they were added).
+    A device whose changes all come at or after its newest known change (the usual case: keepalives, a
+    registration storm) is rolled forward without reading its history — its open interval and each new interval
+    but the last are closed and their online seconds added per day (an upsert); any other device is recomputed
+    from the day concerned (:func:`refresh`)."""
+    if not added:
+        return
+    opens: dict[int, tuple[str, datetime]] = {}
+    pks = list(added)
+    for i in range(0, len(pks), 500):
+        for pk, st, since in s.execute(select(DeviceUptimeOpen.device_pk, DeviceUptimeOpen.status,
+                                              DeviceUptimeOpen.since)
+                                       .where(DeviceUptimeOpen.device_pk.in_(pks[i:i + 500]))):
+            opens[pk] = (st, since)
+    sums: dict[tuple[int, str], float] = defaultdict(float)
+    new_open: list[dict[str, Any]] = []
+    for pk, changes in added.items():
+        first = min(at for at, _ in changes)
+        prev = opens.get(pk)
+        if prev is not None and first < prev[1]:  # out of time order: recompute from that day
+            refresh(s, pk, first)
+            continue
+        chain = ([(prev[1], prev[0])] if prev is not None else []) + sorted(changes, key=lambda c: c[0])
+        for (d, secs) in closed_seconds(chain).items():
+            sums[(pk, d)] += secs
+        new_open.append({"device_pk": pk, "status": chain[-1][1], "since": chain[-1][0]})
+    if sums:
+        rows = [{"device_pk": pk, "day": d, "online_s": v} for (pk, d), v in sorted(sums.items())]
+        ins = _dialect_insert(s)(DeviceUptimeDay)
+        s.execute(ins.on_conflict_do_update(index_elements=["device_pk", "day"],
+                                            set_={"online_s": DeviceUptimeDay.online_s + ins.excluded.online_s}),
+                  rows)
+    if new_open:
+        ins = _dialect_insert(s)(DeviceUptimeOpen)
+        s.execute(ins.on_conflict_do_update(index_elements=["device_pk"],
+                                            set_={"status": ins.excluded.status, "since": ins.excluded.since}),
+                  new_open)
+
+
+def _dialect_insert(s: Any) -> Any:
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
 def open_since(s: Any, device_pks: list[int]) -> dict[int, datetime]:
     """The newest change time per device, from the rollup (to know where an added change starts to matter)."""
     out: dict[int, datetime] = {}
