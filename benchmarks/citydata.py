@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import time
 import uuid
@@ -71,6 +72,7 @@ def settings_for(db: str, scale: float, pg_url: str = PG_URL) -> Settings:
         url = f"sqlite:///{OUT / f'city_{tag}.db'}"
     else:
         name = "anfang_city" if scale == 1 else f"anfang_city_{tag}"
+        name = os.environ.get("ANFANG_CITY_PG_DB", name)  # a copy (CREATE DATABASE x TEMPLATE anfang_city)
         url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
     return Settings(data_dir=data_dir, database_url=url, metrics_allow=["127.0.0.1", "testclient"])
 
@@ -263,6 +265,10 @@ def devices(store: Store, scale: float, days: int, timer: Timer) -> tuple[list[t
             rows = []
     bulk(store, DeviceStatusChange, rows)
     hist += len(rows)
+    from anfang.devices.uptime import rebuild
+
+    with store.session() as s:  # history written straight: the uptime rollup is recomputed from it
+        rebuild(s)
     timer.stage("device status history", hist, time.perf_counter() - t)
     return apes, [d["id"] for d in dev_rows]
 

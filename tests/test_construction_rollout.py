@@ -17,6 +17,7 @@ from anfang.construction.rollout import (
     load_rollout_rules,
     roll_up,
     village_tallies,
+    village_tallies_full,
 )
 from anfang.devices.service import DeviceService
 from anfang.registry.models import Address, House
@@ -63,6 +64,8 @@ def test_cameras_and_house_share_per_village_town_county(store) -> None:
     v = t[XIAYANG]
     assert v.channels == 4 and dict(v.by_place) == {"village_entrance": 2, "intersection": 1, "residence": 1}
     assert (v.buildings, v.with_camera, v.house_share) == (2, 1, 0.5)
+    # the database's aggregates give what the walk over the whole address tree gives
+    assert {k: x.to_dict() for k, x in t.items()} == {k: x.to_dict() for k, x in village_tallies_full(store).items()}
     town = roll_up(t, "town", {"350404001000": "列东街道"})
     assert [(x.code, x.name, x.channels) for x in town] == [("350404001000", "列东街道", 4)]
     county = {x.code: x for x in roll_up(t, "county")}

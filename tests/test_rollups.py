@@ -225,7 +225,7 @@ def test_the_migration_fills_the_rollups_from_the_rows_already_there(db_url: str
 
     from anfang.store.migrate import alembic_config, upgrade
 
-    command.downgrade(alembic_config(db_url), "0019c")  # a database from before the rollups, with data in it
+    command.downgrade(alembic_config(db_url), "0019d")  # a database from before the rollups, with data in it
     store = Store(db_url)
     try:
         build(store)

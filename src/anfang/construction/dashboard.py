@@ -113,13 +113,14 @@ def figures(store: Store, p: Principal, plan: list[supervision.PlanRow], now: da
     now = now or utcnow()
     if county:
         plan = [r for r in plan if r.county_code == county]
-    progress = supervision.measure_progress(store, now)
-    standings = supervision.rank_counties(plan, progress, now.month)
     from anfang.construction.service import device_scope
 
     scope = device_scope(p)
     online_today = {r.code: r for r in operations.daily_online_rates(store, now, "county", scope)}
     day = rollup_day(now)  # today in Beijing time: the rollups' day, the day the console shows
+    # a county admin's plan rows are his county's, whose rate is the same with or without his scope: one read
+    progress = supervision.measure_progress(store, now, {c: r.rate for c, r in online_today.items()})
+    standings = supervision.rank_counties(plan, progress, now.month)
     with store.session() as s:
         names = dict(s.execute(select(Region.code, Region.name).where(Region.level == "county")).all())
         # counted from the rollups kept by the writes' triggers, never from the captures or warnings themselves

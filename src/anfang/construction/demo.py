@@ -97,11 +97,21 @@ def seed_demo(store: Store, seed: int = 2021, now: datetime | None = None,
                         stalled, last = did, now - timedelta(hours=40)  # captures stopped 40 hours ago
                     captures += _captures(s, did, code, serial, last, since, rng)
     if not extras:
+        _rebuild_uptime(store)
         return DemoConstruction(len(codes), devices, stalled)
     channels = seed_villages(store, rng, now)
+    _rebuild_uptime(store)
     n_projects = seed_projects(store, codes, now)
     n_incidents = seed_liuwu(store, rng, now)
     return DemoConstruction(len(codes), devices, stalled, channels, n_projects, n_incidents)
+
+
+def _rebuild_uptime(store: Store) -> None:
+    """The demo writes status history rows directly: the uptime rollup is recomputed from them."""
+    from anfang.devices.uptime import rebuild
+
+    with store.session() as s:
+        rebuild(s)
 
 
 def _captures(s: Session, did: str, code: str, serial: int, last: datetime, since: datetime,

@@ -20,7 +20,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, true
+from sqlalchemy import ColumnElement, case, func, or_, select, text, true
+from sqlalchemy.orm import aliased
 
 from anfang.construction.operations import CAPTURING_SUBSYSTEMS
 from anfang.construction.tiers import subsystem_of
@@ -98,9 +99,89 @@ def _building_of(addr: int, tree: dict[int, tuple[int | None, str]]) -> int | No
     return None
 
 
+def _building_expr() -> tuple[Any, list[Any]]:
+    """The building above ``Address`` (itself, or one of its four nearest ancestors: room → floor → unit →
+    building), as a SQL expression, and the parent aliases to outer-join for it."""
+    parents = [aliased(Address) for _ in range(4)]
+    cases = [(Address.level == "building", Address.id)]
+    cases += [(p.level == "building", p.id) for p in parents]
+    return case(*cases, else_=None), parents
+
+
+def _occupied_below(building_id: Any, depth: int = 4) -> ColumnElement[bool]:
+    """A non-vacant house at the building or at an address up to ``depth`` levels below it (unit, floor, room):
+    EXISTS probes down the ``parent_id`` index that stop at the first house found, so the cost follows the
+    buildings, not the houses."""
+    probes = [select(House.id).where(House.address_id == building_id, House.use != "vacant").exists()]
+    for n in range(1, depth + 1):
+        chain = [aliased(Address) for _ in range(n)]
+        q = select(House.id).select_from(chain[0])
+        for up, down in zip(chain, chain[1:], strict=False):
+            q = q.join(down, down.parent_id == up.id)
+        q = q.join(House, House.address_id == chain[-1].id).where(chain[0].parent_id == building_id,
+                                                                   House.use != "vacant")
+        probes.append(q.exists())
+    return or_(*probes)
+
+
+def _with_parents(stmt: Any, parents: list[Any]) -> Any:
+    prev: Any = Address
+    for p in parents:
+        stmt = stmt.outerjoin(p, p.id == prev.parent_id)
+        prev = p
+    return stmt
+
+
 def village_tallies(store: Store, device_scope: ColumnElement[bool] | None = None,
                     address_scope: ColumnElement[bool] | None = None) -> dict[str, Tally]:
-    """Per village code: channels by siting category, occupied residential buildings and those with a camera."""
+    """Per village code: channels by siting category, occupied residential buildings and those with a camera.
+    Aggregated by the database: channels per (village, siting category) in one GROUP BY; the cameras' buildings by
+    joins up the address tree from the cameras' addresses; the occupied buildings by EXISTS probes down from each
+    village building (a house nested under two buildings counts for both; the tree is not walked in Python)."""
+    places = load_rollout_rules().places
+    village_codes = select(Region.code).where(Region.kind == "village")
+    sub = Device.attributes["subsystem"].as_string()
+    n = func.coalesce(func.nullif(Device.attributes["channels"].as_integer(), 0), 1)
+    building, parents = _building_expr()
+    ascope = address_scope if address_scope is not None else true()
+    with store.session() as s:
+        if s.get_bind().dialect.name == "postgresql":
+            s.execute(text("SET LOCAL jit = off"))  # compiling these probes costs more than running them
+        villages = dict(s.execute(select(Region.code, Region.name).where(Region.level == "community",
+                                                                         Region.kind == "village")).all())
+        out = {c: Tally(c, nm) for c, nm in villages.items()}
+        dcond = [device_scope if device_scope is not None else true(), Device.community_code.in_(village_codes),
+                 Device.review != "rejected"]
+        for code, sub_v, type_code, place, total in s.execute(
+                select(Device.community_code, sub, Device.type_code, Device.place, func.sum(n)).where(*dcond)
+                .group_by(Device.community_code, sub, Device.type_code, Device.place)):
+            if subsystem_of({"subsystem": sub_v} if sub_v else None, type_code) not in CAPTURING_SUBSYSTEMS:
+                continue
+            tally = out.setdefault(code, Tally(code))
+            tally.channels += int(total or 0)
+            tally.by_place[place if place in places else "other"] += int(total or 0)
+        cams = _with_parents(select(Device.attributes["subsystem"].as_string(), Device.type_code, building)
+                             .join(Address, Address.id == Device.address_id), parents) \
+            .where(*dcond, ascope, Address.community_code.in_(village_codes)).distinct()
+        camera_buildings = {b for sub_v, type_code, b in s.execute(cams) if b is not None
+                            and subsystem_of({"subsystem": sub_v} if sub_v else None, type_code)
+                            in CAPTURING_SUBSYSTEMS}
+        buildings: dict[str, set[int]] = defaultdict(set)
+        for code, b in s.execute(select(Address.community_code, Address.id).where(
+                ascope, Address.level == "building", Address.community_code.in_(village_codes),
+                _occupied_below(Address.id))):
+            buildings[code].add(b)
+    for code, bs in buildings.items():
+        tally = out.setdefault(code, Tally(code))
+        tally.buildings = len(bs)
+        tally.with_camera = len(bs & camera_buildings)
+    return out
+
+
+def village_tallies_full(store: Store, device_scope: ColumnElement[bool] | None = None,
+                    address_scope: ColumnElement[bool] | None = None) -> dict[str, Tally]:
+    """The reference computation of :func:`village_tallies` (walks the whole village address tree in Python);
+    kept for the aggregate test."""
     places = load_rollout_rules().places
     with store.session() as s:
         villages = dict(s.execute(select(Region.code, Region.name).where(Region.level == "community",
@@ -154,18 +235,21 @@ def roll_up(tallies: dict[str, Tally], level: str, names: dict[str, str] | None 
 
 
 def channels_registered_by(store: Store, by: date, device_scope: ColumnElement[bool] | None = None) -> int:
-    """Village camera channels registered by the end of ``by`` (UTC)."""
+    """Village camera channels registered by the end of ``by`` (UTC), summed by the database."""
     end = datetime.combine(by, time.max, UTC)
-    n = 0
+    sub = Device.attributes["subsystem"].as_string()
+    n = func.coalesce(func.nullif(Device.attributes["channels"].as_integer(), 0), 1)
+    total = 0
     with store.session() as s:
-        for attrs, type_code, reg, created in s.execute(
-                select(Device.attributes, Device.type_code, Device.registered_at, Device.created_at)
+        for sub_v, type_code, k in s.execute(
+                select(sub, Device.type_code, func.sum(n))
                 .where(device_scope if device_scope is not None else true(), Device.review != "rejected",
-                       Device.community_code.in_(select(Region.code).where(Region.kind == "village")))):
-            when = reg or created
-            if subsystem_of(attrs, type_code) in CAPTURING_SUBSYSTEMS and when is not None and when <= end:
-                n += int((attrs or {}).get("channels") or 1)
-    return n
+                       Device.community_code.in_(select(Region.code).where(Region.kind == "village")),
+                       func.coalesce(Device.registered_at, Device.created_at) <= end)
+                .group_by(sub, Device.type_code)):
+            if subsystem_of({"subsystem": sub_v} if sub_v else None, type_code) in CAPTURING_SUBSYSTEMS:
+                total += int(k or 0)
+    return total
 
 
 def early_target(store: Store, device_scope: ColumnElement[bool] | None = None) -> dict[str, Any]:

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from anfang.construction import operations
 from anfang.construction.tiers import evaluate, load_rules, subsystem_of
@@ -172,25 +173,39 @@ def rank_counties(plan: Iterable[PlanRow], progress: Mapping[str, Progress], mon
     return out
 
 
-def measure_progress(store: Store, day: datetime) -> dict[str, Progress]:
-    """Per county: communities meeting at least 基本型, village video channels, the day's online rate."""
-    rules = load_rules()
+def village_channels(store: Store, cond: list[Any]) -> dict[str, int]:
+    """Video channels per community among the devices in ``cond`` (``attributes["channels"]``, default 1), summed
+    by the database."""
+    sub = Device.attributes["subsystem"].as_string()
+    n = func.coalesce(func.nullif(Device.attributes["channels"].as_integer(), 0), 1)
+    out: dict[str, int] = defaultdict(int)
     with store.session() as s:
-        kinds = dict(s.execute(select(Region.code, Region.kind).where(Region.level == "community")).all())
-        devices = list(s.execute(select(Device.community_code, Device.attributes, Device.type_code, Device.place)
-                                 .where(Device.community_code.is_not(None), Device.review != "rejected")))
-    installed: dict[str, list[tuple[str | None, str | None]]] = defaultdict(list)
-    channels: dict[str, int] = defaultdict(int)
-    for code, attrs, type_code, place in devices:
-        sub = subsystem_of(attrs, type_code)
-        installed[code].append((sub, place))
-        if sub == "video" and kinds.get(code) == "village":
-            channels[code[:6]] += int((attrs or {}).get("channels") or 1)
+        for code, sub_v, type_code, total in s.execute(
+                select(Device.community_code, sub, Device.type_code, func.sum(n))
+                .where(*cond).group_by(Device.community_code, sub, Device.type_code)):
+            if subsystem_of({"subsystem": sub_v} if sub_v else None, type_code) == "video":
+                out[code] += int(total or 0)
+    return dict(out)
+
+
+def measure_progress(store: Store, day: datetime,
+                     rates: dict[str, float | None] | None = None) -> dict[str, Progress]:
+    """Per county: communities meeting at least 基本型, village video channels, the day's online rate (``rates``:
+    the county rates of that day when the caller has them already)."""
+    from anfang.construction.service import installed_by_community
+
+    rules = load_rules()
+    villages = select(Region.code).where(Region.level == "community", Region.kind == "village")
+    base = [Device.community_code.is_not(None), Device.review != "rejected"]
     built: dict[str, int] = defaultdict(int)
-    for code, items in installed.items():
-        if kinds.get(code) != "village" and evaluate(items, rules).met is not None:
+    for code, (_, items) in installed_by_community(store, [*base, Device.community_code.not_in(villages)]).items():
+        if evaluate(items, rules).met is not None:
             built[code[:6]] += 1
-    rates = {r.code: r.rate for r in operations.daily_online_rates(store, day, "county")}
+    channels: dict[str, int] = defaultdict(int)
+    for code, n in village_channels(store, [*base, Device.community_code.in_(villages)]).items():
+        channels[code[:6]] += n
+    if rates is None:
+        rates = {r.code: r.rate for r in operations.daily_online_rates(store, day, "county")}
     from anfang.construction.projects import accepted_communities
 
     accepted = accepted_communities(store)

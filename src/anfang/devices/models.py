@@ -80,3 +80,23 @@ class DeviceStatusChange(Base):
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(64), default="")  # register | keepalive | timeout | unregister ...
+
+
+class DeviceUptimeDay(Base):
+    """Rollup: seconds a device was online on one UTC day (``YYYY-MM-DD``), from its *closed* status intervals
+    (an interval closes at the device's next status change). Kept by ``devices/uptime.py`` in the transaction that
+    records the change; the still-open interval is in :class:`DeviceUptimeOpen`."""
+
+    __tablename__ = "device_uptime_days"
+    device_pk: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True, index=True)
+    online_s: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class DeviceUptimeOpen(Base):
+    """Rollup: a device's newest status change (the interval still open): its status and since when."""
+
+    __tablename__ = "device_uptime_open"
+    device_pk: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    since: Mapped[datetime] = mapped_column(UtcDateTime)

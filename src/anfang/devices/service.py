@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from anfang.core.events import Event, EventKind
+from anfang.devices import uptime
 from anfang.devices.models import Channel, Device, DeviceStatusChange
 from anfang.store.base import utcnow
 from anfang.store.engine import Store
@@ -73,6 +74,8 @@ class DeviceService:
             previous = dev.status
             dev.status = status
             s.add(DeviceStatusChange(device_pk=dev.id, at=at, status=status, reason=reason))
+            s.flush()
+            uptime.append(s, {dev.id: [(at, status)]})  # the uptime rollup, in the same transaction
             if status == OFFLINE:
                 _channels_offline(s, [dev.id])
             event = Event(kind=EventKind.device_status, source=device_id, at=at, node_id=self.node_id,
@@ -99,6 +102,7 @@ class DeviceService:
                     s.add(devs[device_id])
             s.flush()
             gone: list[int] = []
+            added: dict[int, list[tuple[datetime, str]]] = {}
             for device_id, status, reason, at in changes:
                 dev = devs.get(device_id)
                 if dev is None or status not in (ONLINE, OFFLINE, UNKNOWN):
@@ -109,6 +113,7 @@ class DeviceService:
                     continue
                 previous, dev.status = dev.status, status
                 s.add(DeviceStatusChange(device_pk=dev.id, at=at, status=status, reason=reason))
+                added.setdefault(dev.id, []).append((at, status))
                 if status == OFFLINE:
                     gone.append(dev.id)
                 events.append(Event(kind=EventKind.device_status, source=device_id, at=at, node_id=self.node_id,
@@ -117,6 +122,8 @@ class DeviceService:
                                     data={"protocol": protocol, "status": status, "previous": previous,
                                           "reason": reason, "name": dev.name}))
             _channels_offline(s, gone)
+            s.flush()
+            uptime.append(s, added)  # the uptime rollup, in the same transaction
         return events
 
     def touch_many(self, protocol: str, last_seen: dict[str, datetime]) -> None:

@@ -7,7 +7,7 @@ batch-alters addresses, persons, houses, work_units, devices, viid_objects or wa
 anfang.rollups.ddl.install(op.get_bind()) again (tests/test_rollups.py fails otherwise).
 
 Revision ID: 0020
-Revises: 0019c
+Revises: 0019d
 """
 from collections.abc import Sequence
 
@@ -17,7 +17,7 @@ from alembic import op
 from anfang.rollups import ddl
 
 revision: str = "0020"
-down_revision: str | Sequence[str] | None = "0019c"
+down_revision: str | Sequence[str] | None = "0019d"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
