@@ -48,6 +48,12 @@ def test_capture_browser_filters_scope_and_images(store, db_url, tmp_path, monke
         mine = c.get("/viid/captures")
         assert "共 2 条" in mine.text
         assert c.get(f"/viid/images/{img}").status_code == 404
+        # the officer of 列东 (警务区 LD-1) sees his communities' captures only (the 三元区 vehicles, not 沙县's face)
+        c.post("/logout", data={})
+        c.cookies.clear()
+        login(c, "police")
+        assert "共 2 条" in c.get("/viid/captures").text and "共 0 条" in c.get("/viid/captures?kind=face").text
+        assert c.get(f"/viid/images/{img}").status_code == 404
         c.cookies.clear()
         login(c, "grid")
         assert c.get("/viid/captures").status_code == 403

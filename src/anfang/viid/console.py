@@ -77,7 +77,11 @@ def _scope(store: Store, p: Principal) -> ColumnElement[bool] | None:
         county = p.county_code or "-"
         return and_(ViidObject.community_code >= county,
                     ViidObject.community_code < county[:-1] + chr(ord(county[-1]) + 1))
-    communities = select(Address.community_code).where(Address.police_area_id == p.police_area_id).distinct()
+    # the communities of his 警务区 as values, not a subquery: PostgreSQL cannot estimate a subquery's rows and
+    # joined it to every day's partition (a capped count of 0.66 s at city scale instead of 0.09 s)
+    with store.session() as s:
+        communities = list(s.scalars(select(Address.community_code)
+                                     .where(Address.police_area_id == p.police_area_id).distinct()))
     return ViidObject.community_code.in_(communities)
 
 
