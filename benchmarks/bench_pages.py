@@ -198,8 +198,8 @@ def p95(values: list[float]) -> float:
 
 
 def run(db: str, scale: float, n: int, budget: float, only: str | None, roles: tuple[str, ...],
-        pg_url: str, skip: dict[str, set[str]] | None = None) -> list[dict]:
-    settings = settings_for(db, scale, pg_url)
+        pg_url: str, skip: dict[str, set[str]] | None = None, pg_db: str | None = None) -> list[dict]:
+    settings = settings_for(db, scale, pg_url, pg_db)
     crypto.configure_from_settings(settings)
     store = Store(settings.database_url)
     from anfang.security.models import User
@@ -260,6 +260,7 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="only pages whose area or URL contains this")
     ap.add_argument("--roles", default=",".join(ROLES))
     ap.add_argument("--pg-url", default=PG_URL)
+    ap.add_argument("--pg-db", default=None, help="PostgreSQL database (default anfang_city; a copy: anfang_city_m)")
     ap.add_argument("--tag", default="", help="suffix of the results file")
     ap.add_argument("--skip", action="append", default=[], metavar="ROLE:AREA,AREA",
                     help="leave out these areas for this role (e.g. county:home,metrics,construction)")
@@ -269,7 +270,7 @@ def main() -> None:
     results: list[dict] = []
     for db in dbs:
         results += run(db, args.scale, args.n, args.budget, args.only, tuple(args.roles.split(",")), args.pg_url,
-                       skip)
+                       skip, args.pg_db)
     failed = [r for r in results if not r["pass"] and not r.get("na")]
     refused = sorted({f"{r['role']} {r['url']}" for r in results if r.get("na")})
     console.print(table(results, f"页面与接口 / pages and APIs at scale {args.scale:g} (county {COUNTY}), "

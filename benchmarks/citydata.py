@@ -64,15 +64,15 @@ def tag_of(scale: float) -> str:
     return "full" if scale == 1 else f"s{scale:g}".replace(".", "_")
 
 
-def settings_for(db: str, scale: float, pg_url: str = PG_URL) -> Settings:
-    """Settings of the data set: its database and its data directory (the data keys)."""
+def settings_for(db: str, scale: float, pg_url: str = PG_URL, pg_db: str | None = None) -> Settings:
+    """Settings of the data set: its database (PostgreSQL: ``pg_db`` when given, a copy) and its data directory."""
     tag = tag_of(scale)
     data_dir = OUT / f"city_{tag}"
     if db == "sqlite":
         url = f"sqlite:///{OUT / f'city_{tag}.db'}"
     else:
-        name = "anfang_city" if scale == 1 else f"anfang_city_{tag}"
-        name = os.environ.get("ANFANG_CITY_PG_DB", name)  # a copy (CREATE DATABASE x TEMPLATE anfang_city)
+        # --pg-db, or ANFANG_CITY_PG_DB: a copy (CREATE DATABASE x TEMPLATE anfang_city), never the original
+        name = pg_db or os.environ.get("ANFANG_CITY_PG_DB") or ("anfang_city" if scale == 1 else f"anfang_city_{tag}")
         url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
     return Settings(data_dir=data_dir, database_url=url, metrics_allow=["127.0.0.1", "testclient"])
 

@@ -48,6 +48,12 @@ def test_capture_browser_filters_scope_and_images(store, db_url, tmp_path, monke
         mine = c.get("/viid/captures")
         assert "共 2 条" in mine.text
         assert c.get(f"/viid/images/{img}").status_code == 404
+        # the officer of 列东 (警务区 LD-1) sees his communities' captures only (the 三元区 vehicles, not 沙县's face)
+        c.post("/logout", data={})
+        c.cookies.clear()
+        login(c, "police")
+        assert "共 2 条" in c.get("/viid/captures").text and "共 0 条" in c.get("/viid/captures?kind=face").text
+        assert c.get(f"/viid/images/{img}").status_code == 404
         c.cookies.clear()
         login(c, "grid")
         assert c.get("/viid/captures").status_code == 403
@@ -95,3 +101,34 @@ def test_ape_list_is_paged(store, db_url, tmp_path, monkeypatch) -> None:
             url = page.split('rel="next"')[0].rsplit('href="', 1)[1].split('"')[0] if 'rel="next"' in page else None
         assert sorted(seen) == [f"卡口{i}" for i in range(5)]
         assert "卡口2" not in c.get("/viid/apes").text  # the first page holds two
+
+
+def test_capture_pages_go_on_by_an_older_than_cursor_every_capture_once(store, db_url, tmp_path, monkeypatch) -> None:
+    """"下一页" continues from the last capture shown (keyset, no OFFSET: page 500 costs what page 1 does);
+    walking the pages shows every capture once, newest first, and a page number typed in still works."""
+    import re
+
+    build(store)
+    app = create_app(make_settings(tmp_path, db_url), store)
+    with TestClient(app) as c:
+        app.state.viid.devices.upsert("viid", SANYUAN, name="列东社区东门", community_code="350404001001")
+        assert register(c, SANYUAN, PASSWORD).status_code == 200
+        c.post("/VIID/MotorVehicles", content=orjson.dumps(vehicle_list(
+            [vehicle(SANYUAN, JPEG, f"闽G2000{i}") for i in range(5)])), headers=hdr(SANYUAN))
+        login(c, "city")
+        monkeypatch.setattr("anfang.viid.console.PAGE", 2)
+        every = re.findall(r"闽G2000\d", c.get("/viid/captures", params={"page": 1}).text) + \
+            re.findall(r"闽G2000\d", c.get("/viid/captures", params={"page": 2}).text) + \
+            re.findall(r"闽G2000\d", c.get("/viid/captures", params={"page": 3}).text)
+        assert sorted(set(every)) == [f"闽G2000{i}" for i in range(5)] and len(every) == 5  # page numbers
+        seen, url, pages = [], "/viid/captures", 0
+        while url and pages < 10:
+            html = c.get(url).text
+            seen += re.findall(r"闽G2000\d", html)
+            pages += 1
+            nxt = re.search(r'href="([^"]+)" rel="next"', html)
+            url = nxt.group(1).replace("&amp;", "&") if nxt else None
+            if url:
+                assert "before=" in url  # the next page is asked for by cursor, not by offset
+        assert seen == every and pages == 3
+        assert "第 3 页" in html  # the page number is still shown

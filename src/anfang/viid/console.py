@@ -5,13 +5,13 @@ community, and every page view is audited."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 
 from anfang.core.errors import Forbidden
 from anfang.devices.models import Device
@@ -30,6 +30,7 @@ from anfang.web.views import ConsoleRoute, render
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 VIEWERS = {Role.city_admin, Role.county_admin, Role.police}
 PAGE = 30
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 i18n.STRINGS.update({
     "nav_viid": ("视图库", "Video images"),
@@ -76,7 +77,11 @@ def _scope(store: Store, p: Principal) -> ColumnElement[bool] | None:
         county = p.county_code or "-"
         return and_(ViidObject.community_code >= county,
                     ViidObject.community_code < county[:-1] + chr(ord(county[-1]) + 1))
-    communities = select(Address.community_code).where(Address.police_area_id == p.police_area_id).distinct()
+    # the communities of his 警务区 as values, not a subquery: PostgreSQL cannot estimate a subquery's rows and
+    # joined it to every day's partition (a capped count of 0.66 s at city scale instead of 0.09 s)
+    with store.session() as s:
+        communities = list(s.scalars(select(Address.community_code)
+                                     .where(Address.police_area_id == p.police_area_id).distinct()))
     return ViidObject.community_code.in_(communities)
 
 
@@ -89,10 +94,26 @@ def _summary(kind: str, body: dict[str, Any]) -> str:
     return ids.GENDERS.get(str(body.get("GenderCode")), "") if body.get("GenderCode") not in (None, "") else ""
 
 
+def cursor_of(shot_at: datetime, pk: int) -> str:
+    """The "older than" cursor of a capture: its capture time (µs since the epoch) and id, URL-safe."""
+    return f"{(shot_at - _EPOCH) // timedelta(microseconds=1)}_{pk}"
+
+
+def parse_cursor(value: str) -> tuple[datetime, int] | None:
+    try:
+        us, pk = value.split("_", 1)
+        return _EPOCH + timedelta(microseconds=int(us)), int(pk)
+    except ValueError:
+        return None
+
+
 def search(store: Store, p: Principal, *, kind: str, device: str, plate: str, start: datetime | None,
-           end: datetime | None, page: int) -> tuple[CappedCount, list[dict[str, Any]]]:
+           end: datetime | None, page: int, before: tuple[datetime, int] | None = None
+           ) -> tuple[CappedCount, list[dict[str, Any]]]:
     """One page of captures, newest first, and how many match: exact up to COUNT_CAP, "more than" above (an exact
-    count of a city's month of captures would read millions of rows on every page view)."""
+    count of a city's month of captures would read millions of rows on every page view). With ``before`` (the
+    cursor of the last capture of the page before) the page starts after that capture, whatever the page number:
+    an index range from there, where OFFSET read and threw away every row of the pages before."""
     conds = []
     scope = _scope(store, p)
     if scope is not None:
@@ -109,9 +130,13 @@ def search(store: Store, p: Principal, *, kind: str, device: str, plate: str, st
         conds.append(ViidObject.shot_at <= end)
     with store.session() as s:
         total = capped_count(s, ViidObject, *conds)
-        rows = list(s.scalars(select(ViidObject).where(*conds).order_by(ViidObject.shot_at.desc(),
-                                                                        ViidObject.id.desc())
-                              .offset((page - 1) * PAGE).limit(PAGE)))
+        stmt = select(ViidObject).where(*conds).order_by(ViidObject.shot_at.desc(), ViidObject.id.desc())
+        if before is not None:
+            stmt = stmt.where(or_(ViidObject.shot_at < before[0],
+                                  and_(ViidObject.shot_at == before[0], ViidObject.id < before[1])))
+        else:
+            stmt = stmt.offset((page - 1) * PAGE)
+        rows = list(s.scalars(stmt.limit(PAGE)))
         pks = [r.id for r in rows]
         thumbs: dict[int, int] = {}
         if pks:
@@ -123,6 +148,7 @@ def search(store: Store, p: Principal, *, kind: str, device: str, plate: str, st
         body = orjson.loads(r.body)
         out.append({"pk": r.id, "kind": r.kind, "object_id": r.object_id, "device_id": r.device_id,
                     "shot_at": r.shot_at.isoformat(),  # shown by the page with core.timefmt
+                    "cursor": cursor_of(r.shot_at, r.id),
                     "summary": _summary(r.kind, body), "image": thumbs.get(r.id)})
     audit.record(store, p, "viid_search", "viid_objects", [o["object_id"] for o in out],
                  f"kind={kind} device={device} plate={plate}")
@@ -163,18 +189,22 @@ def _track_gate(request: Request, p: Principal, plate: str, device: str, start: 
 @router.get("/viid/captures")
 def captures_page(request: Request, p: CurrentPrincipal, kind: str = "", device: str = "", plate: str = "",
                   start: str = "", end: str = "", page: int = 1, reason: str = "",
-                  approval_id: int | None = None) -> Response:
+                  approval_id: int | None = None, before: str = "") -> Response:
     page = max(page, 1)
+    cursor = parse_cursor(before) if before else None
     held = _track_gate(request, p, plate, device, start, end, kind, reason, approval_id)
     if held is not None:
         return held
     total, rows = search(request.app.state.store, p, kind=kind, device=device, plate=plate,
-                         start=_parse_local(start), end=_parse_local(end), page=page)
+                         start=_parse_local(start), end=_parse_local(end), page=page, before=cursor)
     q = {"kind": kind, "device": device, "plate": plate, "start": start, "end": end}
     base = "&".join(f"{k}={v}" for k, v in q.items() if v)
     pager = {"page": page,
              "prev": f"/viid/captures?{base}&page={page - 1}" if page > 1 else None,
-             "next": f"/viid/captures?{base}&page={page + 1}" if total.more or page * PAGE < total.n else None}
+             # the next page by the cursor of this page's last capture (the page number is only shown); the
+             # previous one by its number (OFFSET: as deep as the reader walked, and page numbers typed in work)
+             "next": f"/viid/captures?{base}&page={page + 1}&before={rows[-1]['cursor']}"
+             if rows and len(rows) == PAGE and (total.more or page * PAGE < total.n) else None}
     return render(request, "viid_captures.html", p, nav="viid_captures", rows=rows, total=total, form=q,
                   pager=pager)
 

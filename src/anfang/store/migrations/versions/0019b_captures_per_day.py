@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import anfang.store.base
+from anfang.store import planner
 
 revision: str = "0019b"
 down_revision: str | Sequence[str] | None = "0018"
@@ -81,6 +82,7 @@ def _pg_upgrade() -> None:
     op.execute(f"INSERT INTO viid_objects ({_COLS}) SELECT {_COLS} FROM viid_objects_unpartitioned")
     op.execute("DROP TABLE viid_objects_unpartitioned")
     op.execute("ALTER SEQUENCE viid_objects_id_seq OWNED BY viid_objects.id")
+    planner.analyze_table(conn, "viid_objects")  # the moved rows' partitions: never analysed otherwise
 
 
 def _pg_downgrade() -> None:
@@ -119,6 +121,7 @@ def upgrade() -> None:
         batch.drop_constraint("uq_viid_objects_kind", type_="unique")
         batch.create_unique_constraint("uq_viid_objects_kind", ["kind", "object_id", "shot_at"])
         batch.create_index("ix_viid_objects_shot_id", ["shot_at", "id"])
+    planner.analyze_table(op.get_bind(), "viid_objects")  # the re-made table lost its statistics
 
 
 def downgrade() -> None:

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from anfang.store import planner
+
 revision: str = "0019c"
 down_revision: str | Sequence[str] | None = "0019b"
 branch_labels: str | Sequence[str] | None = None
@@ -19,6 +21,9 @@ def upgrade() -> None:
     op.create_index("ix_viid_objects_community_kind_shot", "viid_objects", ["community_code", "kind", "shot_at"],
                     unique=False)
     op.create_index("ix_addresses_level_code", "addresses", ["level", "code"], unique=False)
+    # SQLite: without statistics of its own beside the others', (level, code) looked selective and the door-plate
+    # coverage of a county read every building of the city through it (0.5 s instead of 5 ms at city scale)
+    planner.analyze_sqlite_indexes(op.get_bind(), ["ix_viid_objects_community_kind_shot", "ix_addresses_level_code"])
 
 
 def downgrade() -> None:
