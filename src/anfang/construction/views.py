@@ -411,12 +411,11 @@ def api_dashboard(request: Request, p: CurrentPrincipal) -> dict[str, Any]:
 
 def _page_data(store: Store, p: Principal, lang: str) -> dict[str, Any]:
     tiers = service.tier_report(store, p, lang=lang)
-    specs = {r["community_code"]: r for r in service.spec_report(store, p)}
+    specs = service.spec_counts(store, p)  # the counts only, aggregated by the database
     yesterday = datetime.combine((utcnow() - timedelta(days=1)).date(), time(), UTC)
     rates = {r["code"]: r["rate"] for r in service.online_rates(store, p, yesterday)}
     for row in tiers:
-        spec = specs.get(row["community_code"], {})
-        row["cameras"], row["compliant"] = spec.get("cameras", 0), spec.get("compliant", 0)
+        row["cameras"], row["compliant"] = specs.get(row["community_code"], (0, 0))
         row["online_rate"] = rates.get(row["community_code"])
     orders = operations.list_work_orders(store, service.device_scope(p), None, limit=200)
     return {"tiers": tiers, "orders": orders, "day": yesterday.date().isoformat(),
