@@ -242,27 +242,27 @@ def rollout_data(store: Store, p: Principal, level: str, year: int) -> dict[str,
 
     from anfang.construction import rollout
     from anfang.devices.models import Device
-    from anfang.registry.models import Address, Region
+    from anfang.registry.models import Region
 
     if p.role in (Role.resident, Role.anonymous):
         raise Forbidden("无权查看 / not allowed")
     dscope = projects.community_condition(p, Device.community_code)
-    tallies = rollout.village_tallies(store, dscope, projects.community_condition(p, Address.community_code))
     allowed = None
     with store.session() as s:
         names = dict(s.execute(select(Region.code, Region.name)).all())
         if p.role != Role.city_admin:
             allowed = set(s.scalars(select(Region.code).where(Region.kind == "village",
                                                               projects.community_condition(p, Region.code))))
-    if allowed is not None:
-        tallies = {k: v for k, v in tallies.items() if k in allowed}
+    # the city's village tallies, computed once a minute; a scope here is a set of villages (communities)
+    tallies, tallies_at = rollout.cached_village_tallies(store, allowed.__contains__ if allowed is not None else None)
     target = rollout.house_share_target(year)
     rows = rollout.roll_up(tallies, level, names)
     rules = rollout.load_rollout_rules()
     return {"level": level, "year": year, "house_target": target,
             "places": [{"code": k, "label": v["zh"], "en": v["en"]} for k, v in rules.places.items()],
             "items": [t.to_dict(target) for t in rows], "early": rollout.early_target(store, dscope),
-            "year_target": rules.year_targets.get(year), "source": rules.source}
+            "year_target": rules.year_targets.get(year), "source": rules.source,
+            "tallies_at": tallies_at.isoformat()}
 
 
 @api.get("/rollout", summary="居安工程进度（县/乡镇/村） / Ju'an rollout by county, town or village")
