@@ -13,16 +13,12 @@ Measured from the registry and the device table:
 from __future__ import annotations
 
 import json
-import logging
-import threading
-import weakref
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from functools import cache
 from pathlib import Path
-from time import monotonic
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, or_, select, text, true
@@ -35,7 +31,6 @@ from anfang.registry.models import Address, House, Region
 from anfang.store.engine import Store
 
 HERE = Path(__file__).parent
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -229,41 +224,8 @@ def village_tallies_full(store: Store, device_scope: ColumnElement[bool] | None 
 
 
 # ---- the village tallies, computed once a minute ------------------------------------------------------------
-TALLY_REFRESH_S = 60.0
-
-
-@dataclass
-class _TallyCache:
-    at: datetime  # when the tallies were computed (the figures' "as of")
-    taken: float  # time.monotonic() of that computation
-    tallies: dict[str, Tally]
-    refreshing: bool = False
-
-
-_tally_caches: weakref.WeakKeyDictionary[Store, _TallyCache] = weakref.WeakKeyDictionary()
-_tally_lock = threading.Lock()
-
-
-def _refresh_tallies(store: Store) -> _TallyCache:
-    taken, at = monotonic(), datetime.now(UTC)
-    entry = _TallyCache(at, taken, village_tallies(store))
-    with _tally_lock:
-        _tally_caches[store] = entry
-    return entry
-
-
-def _refresh_in_background(store: Store) -> None:
-    try:
-        _refresh_tallies(store)
-    except Exception:  # noqa: BLE001 - the stale copy stays; the next request tries again
-        log.exception("village_tallies_refresh_failed")
-        with _tally_lock:
-            if (old := _tally_caches.get(store)) is not None:
-                old.refreshing = False
-
-
 def cached_village_tallies(store: Store, villages: Callable[[str], bool] | None = None, *,
-                           max_age_s: float = TALLY_REFRESH_S, background: bool = True) \
+                           max_age_s: float = 60.0, background: bool = True) \
         -> tuple[dict[str, Tally], datetime]:
     """The village tallies of the whole city (:func:`village_tallies` without a scope), computed at most once per
     ``max_age_s`` per store, restricted to the villages ``villages`` accepts; and when they were computed.
@@ -273,18 +235,12 @@ def cached_village_tallies(store: Store, villages: Callable[[str], bool] | None 
     ``max_age_s`` is still answered while one background thread recomputes it (``background=False``: recompute
     first); the figures are therefore at most about two minutes old — progress figures (channels installed,
     buildings covered) that change with installations, not by the second."""
-    with _tally_lock:
-        entry = _tally_caches.get(store)
-        stale = entry is not None and monotonic() - entry.taken >= max_age_s
-        start = stale and background and not entry.refreshing  # type: ignore[union-attr]
-        if start:
-            entry.refreshing = True  # type: ignore[union-attr]
-    if entry is None or (stale and not background):
-        entry = _refresh_tallies(store)
-    elif start:
-        threading.Thread(target=_refresh_in_background, args=(store,), name="village-tallies", daemon=True).start()
+    from anfang.construction import minutely
+
+    tallies, at = minutely.cached(store, "village_tallies", lambda: village_tallies(store), max_age_s=max_age_s,
+                                  background=background)
     keep = villages or (lambda _code: True)
-    return {c: t for c, t in entry.tallies.items() if keep(c)}, entry.at
+    return {c: t for c, t in tallies.items() if keep(c)}, at
 
 
 def roll_up(tallies: dict[str, Tally], level: str, names: dict[str, str] | None = None) -> list[Tally]:

@@ -14,6 +14,7 @@ from markupsafe import Markup
 from pydantic import BaseModel, Field
 
 from anfang.construction import operations, projects, service
+from anfang.core import timefmt
 from anfang.core.errors import Forbidden, NotFound, ValidationError
 from anfang.security.roles import Role
 from anfang.security.scope import Principal
@@ -409,16 +410,26 @@ def api_dashboard(request: Request, p: CurrentPrincipal) -> dict[str, Any]:
     return data
 
 
-def _page_data(store: Store, p: Principal, lang: str) -> dict[str, Any]:
+def _overview(store: Store, p: Principal, lang: str, yesterday: datetime) -> list[dict[str, Any]]:
+    """Per community in ``p``'s jurisdiction: its tier, cameras and compliant ones, and yesterday's online rate."""
     tiers = service.tier_report(store, p, lang=lang)
     specs = service.spec_counts(store, p)  # the counts only, aggregated by the database
-    yesterday = datetime.combine((utcnow() - timedelta(days=1)).date(), time(), UTC)
     rates = {r["code"]: r["rate"] for r in service.online_rates(store, p, yesterday)}
     for row in tiers:
         row["cameras"], row["compliant"] = specs.get(row["community_code"], (0, 0))
         row["online_rate"] = rates.get(row["community_code"])
+    return tiers
+
+
+def _page_data(store: Store, p: Principal, lang: str) -> dict[str, Any]:
+    from anfang.construction import minutely
+
+    yesterday = datetime.combine((utcnow() - timedelta(days=1)).date(), time(), UTC)
+    # the overview (358 communities at the city) is computed once a minute per scope; the work orders are live
+    tiers, at = minutely.cached(store, ("construction_overview", minutely.scope_key(p), lang, yesterday),
+                                lambda: _overview(store, p, lang, yesterday))
     orders = operations.list_work_orders(store, service.device_scope(p), None, limit=200)
-    return {"tiers": tiers, "orders": orders, "day": yesterday.date().isoformat(),
+    return {"tiers": tiers, "overview_at": timefmt.fmt(at), "orders": orders, "day": yesterday.date().isoformat(),
             "open_orders": sum(1 for o in orders if o["state"] == "open"),
             "overdue": sum(1 for o in orders if o["overdue"])}
 
