@@ -115,6 +115,16 @@ def _plan_and_day(request: Request, year: int | None, month: int | None) \
     return year, month, plan, notes, day
 
 
+def _progress(store: Store, year: int, month: int, day: datetime) -> dict[str, Any]:
+    """The counties' progress for the circular of ``year``-``month`` (the same for every admin: the circular ranks
+    every county), computed once a minute (``minutely.py``)."""
+    from anfang.construction import minutely, supervision
+
+    value, _ = minutely.cached(store, ("circular_progress", year, month), lambda: supervision.measure_progress(
+        store, day))
+    return value
+
+
 def _circular_admin(p: Principal) -> None:
     if p.role not in (Role.city_admin, Role.county_admin):
         raise Forbidden("仅市、县级管理员可导出通报 / city and county admins only")
@@ -127,7 +137,7 @@ def api_circular(request: Request, p: CurrentPrincipal, year: int | None = Query
     from anfang.construction import supervision
 
     year, month, plan, notes, day = _plan_and_day(request, year, month)
-    progress = supervision.measure_progress(_store(request), day)
+    progress = _progress(_store(request), year, month, day)
     data = supervision.circular_xlsx(supervision.rank_counties(plan, progress, month), year, month, notes)
     from anfang.security.watermark import export_xlsx_bytes
 
@@ -144,7 +154,7 @@ def api_circular_pdf(request: Request, p: CurrentPrincipal, year: int | None = Q
     from anfang.construction import report_pdf, rollout, supervision
 
     year, month, plan, notes, day = _plan_and_day(request, year, month)
-    progress = supervision.measure_progress(_store(request), day)
+    progress = _progress(_store(request), year, month, day)
     early = rollout.early_target(_store(request)) if year == rollout.load_rollout_rules().early_by.year else None
     data = report_pdf.circular_pdf(supervision.rank_counties(plan, progress, month), year, month, notes,
                                    supervision.load_supervision_rules().lagging_share_of_pro_rata, early)
