@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from anfang.construction import operations as ops
-from anfang.construction.service import scan_faults, spec_report, tier_report
+from anfang.construction.service import scan_faults, spec_counts, spec_report, tier_report
 from anfang.core.errors import Forbidden, ValidationError
 from anfang.devices.service import DeviceService
 from anfang.security.roles import Role
@@ -136,6 +136,41 @@ def test_reports_from_stored_devices(store: Store) -> None:
     [spec] = spec_report(store, Principal.system(), now=T0 + timedelta(hours=1))
     assert spec["cameras"] == 8 and spec["compliant"] == 1
     assert {f["item"] for f in spec["non_compliant"][0]["findings"]} == {"captures"}
+
+
+def test_construction_page_counts_compliant_cameras_as_the_per_camera_check_does(store: Store) -> None:
+    """The /construction page's per-community camera and compliant counts, aggregated by the database, equal the
+    per-camera specification check (spec_report) for cameras failing each item, a captures id of their own, stale
+    and fresh captures, a rejected camera and devices that are no cameras."""
+    camera(store, "35040200001320000101")  # compliant once it captures
+    camera(store, "35040200001320000102", megapixels="2MP")
+    camera(store, "35040200001320000103", megapixels="4MP", ip_rating="IP66")  # strings that pass
+    camera(store, "35040200001320000104", capture=["face"])
+    camera(store, "35040200001320000105", colour_day_night=False)
+    camera(store, "35040200001320000106", gb28181="2011", retention_days=7)
+    camera(store, "35040200001320000107", city_platform=None, viid_device_id="35040200001190000107")
+    camera(store, "35040200001320000108", viid_device_id="35040200001190000108")
+    camera(store, "35040300001320000109", OTHER_COUNTY)
+    camera(store, "35040300001320000110", OTHER_COUNTY)
+    svc = DeviceService(store)
+    bare = svc.upsert("gb28181", "35040200001320000111", type_code="132", community_code=COMMUNITY)
+    svc.upsert("mqtt", "gate-2", community_code=OTHER_COUNTY, attributes={"subsystem": "access_control"})
+    svc.upsert("gb28181", "35040200001320000112", type_code="132", community_code=COMMUNITY,
+               attributes={**CAPTURE_CAM, "subsystem": "vehicle_recognition"})
+    now = T0 + timedelta(hours=30)
+    for dev, at in [("35040200001320000101", now - timedelta(hours=1)), ("35040200001320000103", now),
+                    ("35040200001190000108", now - timedelta(hours=2)),
+                    ("35040200001320000108", now - timedelta(hours=2, minutes=1)),  # not its captures id
+                    ("35040300001320000109", now - timedelta(hours=25)), ("35040300001320000110", T0),
+                    (str(bare.device_id), now)]:
+        capture(store, dev, at)
+    city = Principal.system()
+    want = {r["community_code"]: (r["cameras"], r["compliant"]) for r in spec_report(store, city, now=now)}
+    assert spec_counts(store, city, now=now) == want
+    assert want == {COMMUNITY: (9, 3), OTHER_COUNTY: (2, 0)}
+    assert spec_counts(store, city, OTHER_COUNTY, now=now) == {OTHER_COUNTY: (2, 0)}
+    county = Principal(user_id=2, username="county", role=Role.county_admin, county_code="350402")
+    assert spec_counts(store, county, now=now) == {COMMUNITY: (9, 3)}
 
 
 def test_storage_need_is_bitrate_times_channels_times_30_days(store: Store) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import insert
 from anfang.app import create_app
 from anfang.config import Settings
 from anfang.construction.rollout import (
+    cached_village_tallies,
     early_target,
     house_share_target,
     load_rollout_rules,
@@ -55,6 +56,33 @@ def _village(store, w) -> None:
                 full_name=f"福建省三明市三元区列东街道下洋村下洋村{n}号", county_code="350404",
                 town_code="350404001000", community_code=XIAYANG)]).scalar_one()
             s.add(House(address_id=a, use=use))
+
+
+def test_village_tallies_computed_once_a_minute_equal_the_full_walk_per_scope(store) -> None:
+    """The 大屏 and the rollout pages read the city's village tallies computed at most once a minute: restricted to
+    a user's villages they equal the full walk with his scope; a camera added shows after the refresh, not before."""
+    from sqlalchemy import true
+
+    from anfang.devices.models import Device
+
+    w = build(store)
+    _village(store, w)
+    tallies, at = cached_village_tallies(store)
+    assert {k: x.to_dict() for k, x in tallies.items()} == \
+        {k: x.to_dict() for k, x in village_tallies_full(store).items()}
+    county, _ = cached_village_tallies(store, lambda c: c.startswith("350404"))
+    scoped = village_tallies_full(store, Device.community_code.like("350404%"), true())
+    assert {k: x.to_dict() for k, x in county.items()} == \
+        {k: x.to_dict() for k, x in scoped.items() if k.startswith("350404")}
+    assert cached_village_tallies(store, lambda c: False)[0] == {}
+    DeviceService(store).upsert("gb28181", "35040400001320000009", type_code="132", community_code=XIAYANG,
+                                place="intersection")
+    again, at2 = cached_village_tallies(store)  # within the minute: the same computation
+    assert again[XIAYANG].channels == 4 and at2 == at
+    fresh, at3 = cached_village_tallies(store, max_age_s=0, background=False)
+    assert fresh[XIAYANG].channels == 5 and at3 > at
+    assert {k: x.to_dict() for k, x in fresh.items()} == \
+        {k: x.to_dict() for k, x in village_tallies_full(store).items()}
 
 
 def test_cameras_and_house_share_per_village_town_county(store) -> None:

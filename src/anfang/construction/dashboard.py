@@ -144,7 +144,8 @@ def figures(store: Store, p: Principal, plan: list[supervision.PlanRow], now: da
             warn_open[code or "—"] += int(n or 0)
     dev_scope = scope
     early = rollout.early_target(store, dev_scope)
-    tallies = rollout.village_tallies(store, dev_scope)
+    # the village tallies are computed once a minute for the whole city (rollout.cached_village_tallies)
+    tallies, tallies_at = rollout.cached_village_tallies(store, (lambda c: c.startswith(county)) if county else None)
     county_tallies = {t.code: t for t in rollout.roll_up(tallies, "county")}
     target = rollout.house_share_target(now.year)
     rows = []
@@ -176,6 +177,7 @@ def figures(store: Store, p: Principal, plan: list[supervision.PlanRow], now: da
                               / max(1, sum(t.buildings for t in county_tallies.values())))
               if any(t.buildings for t in county_tallies.values()) else None}
     return {"now": now.isoformat(), "day": day, "month": now.month, "year": now.year,
+            "village_tallies_at": tallies_at.isoformat(),
             "counties": rows, "totals": totals, "early": early,
             "map_svg": map_svg(share, labels, highlight=county), "map_source": county_shapes()["source"],
             "pro_rata": now.month / 12}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from functools import cache
@@ -220,6 +221,26 @@ def village_tallies_full(store: Store, device_scope: ColumnElement[bool] | None 
         t.buildings = len(bs)
         t.with_camera = len(bs & camera_buildings)
     return out
+
+
+# ---- the village tallies, computed once a minute ------------------------------------------------------------
+def cached_village_tallies(store: Store, villages: Callable[[str], bool] | None = None, *,
+                           max_age_s: float = 60.0, background: bool = True) \
+        -> tuple[dict[str, Tally], datetime]:
+    """The village tallies of the whole city (:func:`village_tallies` without a scope), computed at most once per
+    ``max_age_s`` per store, restricted to the villages ``villages`` accepts; and when they were computed.
+
+    Each village's tally depends only on that village's devices, addresses and houses, so the unscoped tallies
+    restricted to a user's villages are the scoped ones (scopes here are sets of communities). A copy older than
+    ``max_age_s`` is still answered while one background thread recomputes it (``background=False``: recompute
+    first); the figures are therefore at most about two minutes old — progress figures (channels installed,
+    buildings covered) that change with installations, not by the second."""
+    from anfang.construction import minutely
+
+    tallies, at = minutely.cached(store, "village_tallies", lambda: village_tallies(store), max_age_s=max_age_s,
+                                  background=background)
+    keep = villages or (lambda _code: True)
+    return {c: t for c, t in tallies.items() if keep(c)}, at
 
 
 def roll_up(tallies: dict[str, Tally], level: str, names: dict[str, str] | None = None) -> list[Tally]:

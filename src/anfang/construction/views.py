@@ -14,6 +14,7 @@ from markupsafe import Markup
 from pydantic import BaseModel, Field
 
 from anfang.construction import operations, projects, service
+from anfang.core import timefmt
 from anfang.core.errors import Forbidden, NotFound, ValidationError
 from anfang.security.roles import Role
 from anfang.security.scope import Principal
@@ -114,6 +115,16 @@ def _plan_and_day(request: Request, year: int | None, month: int | None) \
     return year, month, plan, notes, day
 
 
+def _progress(store: Store, year: int, month: int, day: datetime) -> dict[str, Any]:
+    """The counties' progress for the circular of ``year``-``month`` (the same for every admin: the circular ranks
+    every county), computed once a minute (``minutely.py``)."""
+    from anfang.construction import minutely, supervision
+
+    value, _ = minutely.cached(store, ("circular_progress", year, month), lambda: supervision.measure_progress(
+        store, day))
+    return value
+
+
 def _circular_admin(p: Principal) -> None:
     if p.role not in (Role.city_admin, Role.county_admin):
         raise Forbidden("仅市、县级管理员可导出通报 / city and county admins only")
@@ -126,7 +137,7 @@ def api_circular(request: Request, p: CurrentPrincipal, year: int | None = Query
     from anfang.construction import supervision
 
     year, month, plan, notes, day = _plan_and_day(request, year, month)
-    progress = supervision.measure_progress(_store(request), day)
+    progress = _progress(_store(request), year, month, day)
     data = supervision.circular_xlsx(supervision.rank_counties(plan, progress, month), year, month, notes)
     from anfang.security.watermark import export_xlsx_bytes
 
@@ -143,7 +154,7 @@ def api_circular_pdf(request: Request, p: CurrentPrincipal, year: int | None = Q
     from anfang.construction import report_pdf, rollout, supervision
 
     year, month, plan, notes, day = _plan_and_day(request, year, month)
-    progress = supervision.measure_progress(_store(request), day)
+    progress = _progress(_store(request), year, month, day)
     early = rollout.early_target(_store(request)) if year == rollout.load_rollout_rules().early_by.year else None
     data = report_pdf.circular_pdf(supervision.rank_counties(plan, progress, month), year, month, notes,
                                    supervision.load_supervision_rules().lagging_share_of_pro_rata, early)
@@ -242,27 +253,27 @@ def rollout_data(store: Store, p: Principal, level: str, year: int) -> dict[str,
 
     from anfang.construction import rollout
     from anfang.devices.models import Device
-    from anfang.registry.models import Address, Region
+    from anfang.registry.models import Region
 
     if p.role in (Role.resident, Role.anonymous):
         raise Forbidden("无权查看 / not allowed")
     dscope = projects.community_condition(p, Device.community_code)
-    tallies = rollout.village_tallies(store, dscope, projects.community_condition(p, Address.community_code))
     allowed = None
     with store.session() as s:
         names = dict(s.execute(select(Region.code, Region.name)).all())
         if p.role != Role.city_admin:
             allowed = set(s.scalars(select(Region.code).where(Region.kind == "village",
                                                               projects.community_condition(p, Region.code))))
-    if allowed is not None:
-        tallies = {k: v for k, v in tallies.items() if k in allowed}
+    # the city's village tallies, computed once a minute; a scope here is a set of villages (communities)
+    tallies, tallies_at = rollout.cached_village_tallies(store, allowed.__contains__ if allowed is not None else None)
     target = rollout.house_share_target(year)
     rows = rollout.roll_up(tallies, level, names)
     rules = rollout.load_rollout_rules()
     return {"level": level, "year": year, "house_target": target,
             "places": [{"code": k, "label": v["zh"], "en": v["en"]} for k, v in rules.places.items()],
             "items": [t.to_dict(target) for t in rows], "early": rollout.early_target(store, dscope),
-            "year_target": rules.year_targets.get(year), "source": rules.source}
+            "year_target": rules.year_targets.get(year), "source": rules.source,
+            "tallies_at": tallies_at.isoformat()}
 
 
 @api.get("/rollout", summary="居安工程进度（县/乡镇/村） / Ju'an rollout by county, town or village")
@@ -409,17 +420,26 @@ def api_dashboard(request: Request, p: CurrentPrincipal) -> dict[str, Any]:
     return data
 
 
-def _page_data(store: Store, p: Principal, lang: str) -> dict[str, Any]:
+def _overview(store: Store, p: Principal, lang: str, yesterday: datetime) -> list[dict[str, Any]]:
+    """Per community in ``p``'s jurisdiction: its tier, cameras and compliant ones, and yesterday's online rate."""
     tiers = service.tier_report(store, p, lang=lang)
-    specs = {r["community_code"]: r for r in service.spec_report(store, p)}
-    yesterday = datetime.combine((utcnow() - timedelta(days=1)).date(), time(), UTC)
+    specs = service.spec_counts(store, p)  # the counts only, aggregated by the database
     rates = {r["code"]: r["rate"] for r in service.online_rates(store, p, yesterday)}
     for row in tiers:
-        spec = specs.get(row["community_code"], {})
-        row["cameras"], row["compliant"] = spec.get("cameras", 0), spec.get("compliant", 0)
+        row["cameras"], row["compliant"] = specs.get(row["community_code"], (0, 0))
         row["online_rate"] = rates.get(row["community_code"])
+    return tiers
+
+
+def _page_data(store: Store, p: Principal, lang: str) -> dict[str, Any]:
+    from anfang.construction import minutely
+
+    yesterday = datetime.combine((utcnow() - timedelta(days=1)).date(), time(), UTC)
+    # the overview (358 communities at the city) is computed once a minute per scope; the work orders are live
+    tiers, at = minutely.cached(store, ("construction_overview", minutely.scope_key(p), lang, yesterday),
+                                lambda: _overview(store, p, lang, yesterday))
     orders = operations.list_work_orders(store, service.device_scope(p), None, limit=200)
-    return {"tiers": tiers, "orders": orders, "day": yesterday.date().isoformat(),
+    return {"tiers": tiers, "overview_at": timefmt.fmt(at), "orders": orders, "day": yesterday.date().isoformat(),
             "open_orders": sum(1 for o in orders if o["state"] == "open"),
             "overdue": sum(1 for o in orders if o["overdue"])}
 
