@@ -333,7 +333,7 @@ def main() -> None:  # noqa: C901, PLR0915
 
     def line(label: str, vals: list[float], fmt: str, ratio: float, verdict: str) -> None:
         console.print(f"  {label:32s}" + "".join(format(v, fmt).rjust(12) for v in vals)
-                      + f"   ×{ratio:.2f} of empty   {verdict}", highlight=False)
+                      + f"   ×{ratio:.2f} of the first size   {verdict}", highlight=False)
 
     ratio = last["ingest_per_s"] / max(first["ingest_per_s"], 1)
     line("ingest records/s (median)", [c["ingest_per_s"] for c in cols], ",", ratio,
@@ -356,7 +356,8 @@ def main() -> None:  # noqa: C901, PLR0915
         ok &= q_ok
     console.print(f"  {'drop one day: rows':32s}" + "".join(f"{c['drop_day_rows']:>12,}" for c in cols))
     console.print(f"  {'drop one day: seconds':32s}" + "".join(f"{c['drop_day_s']:>12.2f}" for c in cols))
-    per_row = (last["db_bytes"] - first["db_bytes"]) / max(last["rows"] - first["rows"], 1)
+    per_row = ((last["db_bytes"] - first["db_bytes"]) / max(last["rows"] - first["rows"], 1) if len(cols) > 1
+               else last["db_bytes"] / max(last["rows"], 1))  # --keep with one size: the whole file per row
     free = shutil.disk_usage(OUT).free
     console.print(f"  bytes per capture row (table + indexes): {per_row:,.0f}; free disk {free / 1e9:.0f} GB → "
                   f"{free / max(per_row, 1) / DAYS:,.0f} rows/day more for {DAYS} days on this disk", highlight=False)
