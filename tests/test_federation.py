@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import orjson
@@ -47,7 +48,25 @@ def _fresh_db(db_url: str, tmp_path, name: str) -> str:
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{dbname}" TEMPLATE "{src}"'))
     admin.dispose()
+    _FRESH.append((base, dbname))
     return f"{base}/{dbname}"
+
+
+_FRESH: list[tuple[str, str]] = []  # PostgreSQL databases made by _fresh_db, dropped after their test
+
+
+@pytest.fixture(autouse=True)
+def _drop_fresh_dbs() -> Iterator[None]:
+    yield
+    from sqlalchemy import create_engine, text
+
+    while _FRESH:
+        base, dbname = _FRESH.pop()
+        admin = create_engine(f"{base}/postgres".replace("postgresql://", "postgresql+psycopg://"),
+                              isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
+        admin.dispose()
 
 
 class Tier:
