@@ -32,8 +32,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import datagen
-from common import OUT, PG_URL, console, save_results
-from sqlalchemy import create_engine, func, insert, select, text, update
+from common import OUT, PG_URL, console, reset_database, save_results
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import make_url
 
 from anfang.config import Settings
@@ -75,19 +75,6 @@ def settings_for(db: str, scale: float, pg_url: str = PG_URL, pg_db: str | None 
         name = pg_db or os.environ.get("ANFANG_CITY_PG_DB") or ("anfang_city" if scale == 1 else f"anfang_city_{tag}")
         url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
     return Settings(data_dir=data_dir, database_url=url, metrics_allow=["127.0.0.1", "testclient"])
-
-
-def fresh(db: str, url: str, pg_url: str) -> None:
-    if db == "sqlite":
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(make_url(url).database) + suffix).unlink(missing_ok=True)
-        return
-    name = make_url(url).database
-    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
 
 
 def bulk(store: Store, model: type, rows: list[dict]) -> None:
@@ -399,7 +386,7 @@ def build(db: str, scale: float, days: int, per_day: int | None, pg_url: str, st
     settings = settings_for(db, scale, pg_url)
     crypto.configure_from_settings(settings)
     if start == "regions":
-        fresh(db, settings.database_url or "", pg_url)
+        reset_database(db, settings.database_url or "", pg_url)
     upgrade(settings.database_url)
     store = Store(settings.database_url)
     timer = Timer()

@@ -38,18 +38,23 @@ def db_url(db: str, persons: int, pg_url: str = PG_URL) -> str:
 def fresh_database(db: str, persons: int, pg_url: str = PG_URL) -> str:
     """Drop and re-create the benchmark database; returns its URL (not yet migrated)."""
     url = db_url(db, persons, pg_url)
+    reset_database(db, url, pg_url)
+    return url
+
+
+def reset_database(db: str, url: str, pg_url: str = PG_URL) -> None:
+    """Make the database at ``url`` empty: SQLite file (and its WAL) removed, PostgreSQL database re-created."""
     if db == "sqlite":
         path = Path(make_url(url).database or "")
         for suffix in ("", "-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
-        return url
+        return
     name = make_url(url).database
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         c.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    return url
 
 
 def save_results(name: str, results: dict) -> Path:

@@ -106,13 +106,18 @@ def tier_report(store: Store, p: Principal, community_code: str | None = None, l
     out = []
     for code, (n, pairs) in groups.items():
         r = evaluate(pairs, rules, lacks.get(code, ()))
-        out.append({"community_code": code, "name": names.get(code, code), "devices": n,
-                    "tier": r.met_code, "tier_label": r.met.zh if r.met else "未达标",
-                    "next_tier": r.next.code if r.next else None, "next_label": r.next.zh if r.next else None,
-                    "missing": [{"subsystem": i.subsystem, "place": i.place, "label": rules.label(i, lang)}
-                                for i in r.missing],
-                    "rules_version": rules.version})
+        out.append(_tier_row(code, names.get(code, code), n, r, rules, lang))
     return out
+
+
+def _tier_row(code: str, name: str, devices: int, r: Any, rules: Any, lang: str) -> dict[str, Any]:  # noqa: ANN401
+    """One community's row of the tier report: the tier met, the next one and what it still lacks."""
+    return {"community_code": code, "name": name, "devices": devices,
+            "tier": r.met_code, "tier_label": r.met.zh if r.met else "未达标",
+            "next_tier": r.next.code if r.next else None, "next_label": r.next.zh if r.next else None,
+            "missing": [{"subsystem": i.subsystem, "place": i.place, "label": rules.label(i, lang)}
+                        for i in r.missing],
+            "rules_version": rules.version}
 
 
 def tier_report_full(store: Store, p: Principal, community_code: str | None = None, lang: str = "zh",
@@ -131,12 +136,7 @@ def tier_report_full(store: Store, p: Principal, community_code: str | None = No
             continue
         r = evaluate(((subsystem_of(d.attributes, d.type_code), d.place) for d in devices), rules,
                      lacks.get(code, ()))
-        out.append({"community_code": code, "name": names.get(code, code), "devices": len(devices),
-                    "tier": r.met_code, "tier_label": r.met.zh if r.met else "未达标",
-                    "next_tier": r.next.code if r.next else None, "next_label": r.next.zh if r.next else None,
-                    "missing": [{"subsystem": i.subsystem, "place": i.place, "label": rules.label(i, lang)}
-                                for i in r.missing],
-                    "rules_version": rules.version})
+        out.append(_tier_row(code, names.get(code, code), len(devices), r, rules, lang))
     return out
 
 
