@@ -189,3 +189,55 @@ def test_upgrade_leaves_the_planner_statistics_of_the_moved_captures_and_new_ind
                 assert day >= 0  # -1: never analysed
     finally:
         store.dispose()
+
+
+def test_camera_and_object_id_lookups_read_one_day_range_each_and_answer_as_before(store: Store,
+                                                                                  writer: IngestWriter) -> None:
+    """SQLite keys its camera-major indexes by day (like PostgreSQL's day partitions): a query by camera or by object
+    id names the days present, and still finds every capture — a wrong-clock one 30 days ahead included."""
+    from sqlalchemy import event
+
+    from anfang.construction.operations import last_captures
+    from anfang.viid.service import delete_objects, get_object
+
+    offsets = {CAM: [-12, -3, -3, 0], CAM2: [-20, 30]}
+    serial, made = 100, {}
+    for cam, offs in offsets.items():
+        for n, off in enumerate(offs):
+            serial += 1
+            p = _face(cam, _at(off, 8 + n), make_jpeg(3000, seed=serial), serial)
+            writer.write([p])
+            made[p.object_id] = (cam, p.shot_at)
+    seen: list[tuple[str, object]] = []
+
+    def spy(conn, cursor, statement, params, context, executemany):  # noqa: ANN001, ARG001
+        if "viid_objects" in statement and statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            seen.append((statement, params))
+
+    event.listen(store.engine, "before_cursor_execute", spy)
+    try:
+        assert list_objects(store, "face", Query(device_id=CAM))[0] == 4
+        assert list_objects(store, "face", Query(device_id=CAM, begin=_at(-3, 0), end=_at(-3, 23)))[0] == 2
+        total, rows = list_objects(store, "face", Query(device_id=CAM2))
+        assert total == 2 and len(rows) == 2
+        future = next(oid for oid, (cam, at) in made.items() if at > NOW + timedelta(days=20))
+        assert get_object(store, "face", future) is not None
+        assert last_captures(store, [CAM, CAM2, "35040200001190009999"]) == {
+            cam: max(at for c, at in made.values() if c == cam) for cam in offsets}
+    finally:
+        event.remove(store.engine, "before_cursor_execute", spy)
+    assert len(seen) >= 5
+    if store.engine.dialect.name == "sqlite":
+        with store.engine.connect() as conn:
+            for statement, params in seen:
+                plan = " / ".join(r[3] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params))
+                assert "SCAN viid_objects" not in plan, (statement, plan)
+                if "device_id" in statement or "object_id =" in statement:
+                    assert ("ix_viid_objects_day_device_shot" in plan or "uq_viid_objects_day_kind" in plan), plan
+    assert delete_objects(store, "face", [future, "nope"]) == {future}
+    assert get_object(store, "face", future) is None
+    # the unique key still holds: a device's retry of any of them is acknowledged, not stored again
+    oid, (cam, at) = next(iter(made.items()))
+    again = writer.write([prepare("face", face(cam, make_jpeg(3000, seed=101), at=at, serial=101),
+                                  max_image=1 << 20)])
+    assert again[0].pk is None and again[0].object_id == oid

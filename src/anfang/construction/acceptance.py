@@ -25,6 +25,7 @@ from anfang.construction import operations
 from anfang.devices.models import Device
 from anfang.store.base import utcnow
 from anfang.store.engine import Store
+from anfang.viid import days as viid_days
 from anfang.viid.models import ViidObject
 
 HERE = Path(__file__).parent
@@ -113,9 +114,10 @@ def stability(store: Store, community_code: str, now: datetime | None = None,
         counts: dict[str, int] = {}
         if cams:
             with store.session() as s:
+                on_days = viid_days.day_filter(s.get_bind().dialect.name, start, end)  # SQLite: day-led index
                 counts = dict(s.execute(select(ViidObject.device_id, func.count())
                                         .where(ViidObject.device_id.in_(list(cams)), ViidObject.shot_at >= start,
-                                               ViidObject.shot_at < end)
+                                               ViidObject.shot_at < end, *([] if on_days is None else [on_days]))
                                         .group_by(ViidObject.device_id)).all())
         present = [c for c, d in cams.items() if (d.registered_at or d.created_at) is None
                    or (d.registered_at or d.created_at) < end]

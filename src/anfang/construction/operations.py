@@ -27,7 +27,8 @@ from anfang.devices import uptime
 from anfang.devices.models import Device, DeviceStatusChange, DeviceUptimeDay, DeviceUptimeOpen
 from anfang.devices.service import OFFLINE, ONLINE, online_share
 from anfang.store.base import utcnow
-from anfang.store.engine import Store
+from anfang.store.engine import Store, is_sqlite
+from anfang.viid import days as viid_days
 from anfang.viid.models import ViidObject
 
 HERE = Path(__file__).parent
@@ -150,6 +151,8 @@ def last_captures(store: Store, viid_ids: Iterable[str]) -> dict[str, datetime]:
     """Newest capture time (shot_at) per GA/T 1400 device id."""
     ids = sorted(set(viid_ids))
     out: dict[str, datetime] = {}
+    if ids and is_sqlite(store.engine):
+        return viid_days.sqlite_last_shots(store, ids)
     with store.session() as s:
         for i in range(0, len(ids), 500):
             out.update(dict(s.execute(select(ViidObject.device_id, func.max(ViidObject.shot_at))

@@ -22,7 +22,7 @@ from anfang.security.scope import Principal
 from anfang.security.views import CurrentPrincipal
 from anfang.store.counting import CappedCount, capped_count
 from anfang.store.engine import Store
-from anfang.viid import ids
+from anfang.viid import days, ids
 from anfang.viid.models import ViidImage, ViidObject
 from anfang.web import i18n
 from anfang.web.views import ConsoleRoute, render
@@ -128,6 +128,10 @@ def search(store: Store, p: Principal, *, kind: str, device: str, plate: str, st
         conds.append(ViidObject.shot_at >= start)
     if end:
         conds.append(ViidObject.shot_at <= end)
+    if device:  # SQLite: the camera's captures are read from the day-led index, one range per day
+        on_days = days.day_filter(store.engine.dialect.name, start, end)
+        if on_days is not None:
+            conds.append(on_days)
     with store.session() as s:
         total = capped_count(s, ViidObject, *conds)
         stmt = select(ViidObject).where(*conds).order_by(ViidObject.shot_at.desc(), ViidObject.id.desc())

@@ -16,18 +16,30 @@ page of the table, ``DELETE`` also updates every index per row); one database fi
 day (10 by default) and a UNION over them behind every query of the code base. So SQLite keeps one table whose
 day is a range of the ``shot_at`` index, and retention deletes a day as one index range: bounded by the size of
 the day deleted, independent of how many other days the table holds.
+
+What a partition gives the writer, SQLite gets from its indexes' keys: the two camera-major indexes (the unique
+key of an object and the camera's captures by time) begin with the capture's UTC date, ``substr(shot_at, 1, 10)``
+(``SQLITE_DAY``; SQLite stores ``shot_at`` as ``YYYY-MM-DD HH:MM:SS.ffffff`` text). A commit of captures from a
+hundred cameras then dirties leaf pages of today's part of each index only — as small as a day, like today's
+partition — where a camera-major key sent each record to its own camera's pages among the whole month's (the
+writer's CPU per record grew ×1.7 from an empty table to 3 M rows, ``benchmarks/diag_capture_ingest.py``). A query
+by camera or by object id names its days (``day_filter``): the days present in its time range, found by one index
+seek each, so it reads one index range per day — what PostgreSQL's partition pruning does.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, Select, String, func, literal_column, select, table, text
 from sqlalchemy.engine import Connection
 
 from anfang.rollups import ddl as rollup_ddl
+from anfang.store.engine import Store
 from anfang.viid.ids import CHINA_TZ
+from anfang.viid.models import SQLITE_DAY
 
 TABLE = "viid_objects"
 DEFAULT_PARTITION = "viid_objects_default"
@@ -35,6 +47,7 @@ AHEAD_DAYS = 3  # partitions made ahead of today by the maintenance job
 ON_DEMAND_PAST = 400  # the writer makes a partition on demand for a day at most this many days back …
 ON_DEMAND_FUTURE = 7  # … or ahead; rows outside (a camera with a wrong clock) go to the default partition
 _LOCK = 20_019_002  # advisory lock id serialising partition changes (writer, retention, migration)
+_sqlite_day = literal_column(SQLITE_DAY.replace("shot_at", f"{TABLE}.shot_at"), String)
 
 
 def day_of(at: datetime) -> date:
@@ -130,3 +143,63 @@ def drop_day(conn: Connection, day: date, keep_ids: Iterable[int]) -> tuple[int,
     conn.exec_driver_sql(f"DROP TABLE {name}")
     rollup_ddl.recount_capture_day(conn, day)  # no trigger sees a dropped partition
     return total - kept, kept
+
+
+def utc_day_key(at: datetime) -> str:
+    """``2026-12-07``: the UTC date of ``at`` as SQLite's day-led indexes key it."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def day_filter(dialect: str, begin: datetime | None = None, end: datetime | None = None
+               ) -> ColumnElement[bool] | None:
+    """SQLite: the condition naming the capture days between ``begin`` and ``end`` (either open) for a query by
+    camera or by object id, so that it reads one range of a day-led index per day present; None on PostgreSQL,
+    where the partitions do this. The days are those present in the table, found one index seek each by a
+    recursive query (SQLite has no loose index scan), so an open range or a camera with a wrong clock costs one
+    seek per stored day, never a scan."""
+    if dialect != "sqlite":
+        return None
+    return _sqlite_day.in_(_days_present(begin, end))
+
+
+def _days_present(begin: datetime | None = None, end: datetime | None = None) -> Select:
+    """SQLite: the UTC days holding captures between ``begin`` and ``end``, one index seek per day."""
+    lo = utc_day_key(begin) if begin else "0000-00-00"
+    hi = utc_day_key(end) if end else "9999-99-99"
+    objects = table(TABLE)
+    first = select(func.min(_sqlite_day).label("d")).select_from(objects).where(_sqlite_day >= lo)
+    present = first.cte("capture_days", recursive=True)
+    step = select(func.min(_sqlite_day)).select_from(objects).where(_sqlite_day > present.c.d).scalar_subquery()
+    present = present.union_all(select(step).where(present.c.d.is_not(None), present.c.d < hi))
+    return select(present.c.d).where(present.c.d.is_not(None), present.c.d <= hi)
+
+
+def day_keys_filter(dialect: str, moments: Iterable[datetime]) -> ColumnElement[bool] | None:
+    """SQLite: the condition naming exactly the UTC days of ``moments`` (the writer's duplicate check: a re-sent
+    object has the capture time it had, so it can only be on one of those days); None on PostgreSQL."""
+    if dialect != "sqlite":
+        return None
+    return _sqlite_day.in_(sorted({utc_day_key(m) for m in moments}))
+
+
+def sqlite_last_shots(store: Store, device_ids: Iterable[str]) -> dict[str, datetime]:
+    """SQLite: the newest capture time of each camera in ``device_ids`` that has one. The camera index is led by
+    the day, so a camera's newest capture is found day by day, newest day first: one seek per camera still
+    unanswered per day (a camera that captures is answered on the first day it did)."""
+    remaining = sorted(set(device_ids))
+    out: dict[str, datetime] = {}
+    with store.engine.connect() as conn:
+        present = [d for (d,) in conn.execute(_days_present())]
+        for day in reversed(present):
+            if not remaining:
+                break
+            rows = conn.exec_driver_sql(
+                f"SELECT j.value, (SELECT max(shot_at) FROM {TABLE} WHERE {SQLITE_DAY} = ? AND device_id = j.value) "
+                "FROM json_each(?) AS j", (day, json.dumps(remaining))).all()
+            for dev, shot in rows:
+                if shot is not None:
+                    out[dev] = datetime.fromisoformat(shot).replace(tzinfo=UTC)
+            remaining = [d for d in remaining if d not in out]
+    return out

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from anfang.store.base import Base, UtcDateTime, utcnow
+
+# SQLite: the leading key of the day-led capture indexes (migration 0021), the capture's UTC date of the stored
+# ``YYYY-MM-DD HH:MM:SS.ffffff`` text. SQLite uses an index on an expression only where a query repeats the
+# expression itself, literals included: anfang.viid.days builds its conditions from this text.
+SQLITE_DAY = "substr(shot_at, 1, 10)"
 
 BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite's rowid alias must be INTEGER
 
@@ -24,8 +29,13 @@ class ViidObject(Base):
 
     __tablename__ = "viid_objects"
     __table_args__ = (
-        UniqueConstraint("kind", "object_id", "shot_at"),
-        Index("ix_viid_objects_device_shot", "device_id", "shot_at"),
+        # camera-major keys: on PostgreSQL per partition (one day each); on SQLite led by the capture's UTC day
+        # (migration 0021, anfang.viid.days): either way a commit from many cameras writes into today's pages only
+        UniqueConstraint("kind", "object_id", "shot_at", name="uq_viid_objects_kind").ddl_if(dialect="postgresql"),
+        Index("ix_viid_objects_device_shot", "device_id", "shot_at").ddl_if(dialect="postgresql"),
+        Index("uq_viid_objects_day_kind", text(SQLITE_DAY), "kind", "object_id", "shot_at",
+              unique=True).ddl_if(dialect="sqlite"),
+        Index("ix_viid_objects_day_device_shot", text(SQLITE_DAY), "device_id", "shot_at").ddl_if(dialect="sqlite"),
         Index("ix_viid_objects_kind_shot", "kind", "shot_at"),
         Index("ix_viid_objects_plate", "plate_no"),
         Index("ix_viid_objects_shot_id", "shot_at", "id"),  # newest first: the capture browser's order

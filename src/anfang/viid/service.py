@@ -525,10 +525,11 @@ class IngestWriter:
         # a re-sent object has the same capture time (its id embeds it): look only at the days of this group
         shots = [p.shot_at for _, p in captures]
         existing: set[tuple[str, str]] = set()
+        on_days = days.day_keys_filter(conn.dialect.name, shots) if shots else None
         for kind, oids in keys.items():
             for chunk in _chunks(sorted(oids), 500):
                 existing.update(conn.execute(select(ViidObject.kind, ViidObject.object_id).where(
-                    ViidObject.kind == kind, ViidObject.object_id.in_(chunk),
+                    ViidObject.kind == kind, ViidObject.object_id.in_(chunk), *_opt(on_days),
                     ViidObject.shot_at >= min(shots), ViidObject.shot_at <= max(shots))).all())
         # which captures are new (a duplicate, e.g. a device's retry, is acknowledged but not stored again)
         fresh: list[tuple[_Job, Prepared]] = []
@@ -684,6 +685,11 @@ class Query:
     page: int = 20  # PageRecordNum
 
 
+def _opt(cond: Any) -> list[Any]:
+    """[cond], or [] for None (a condition only one database needs)."""
+    return [] if cond is None else [cond]
+
+
 def list_objects(store: Store, kind: str, q: Query) -> tuple[int, list[tuple[int, str]]]:
     """(total, [(pk, body JSON)]) of ``kind`` matching ``q``, newest first."""
     conds = [ViidObject.kind == kind]
@@ -701,6 +707,8 @@ def list_objects(store: Store, kind: str, q: Query) -> tuple[int, list[tuple[int
         conds.append(ViidObject.object_id.in_(q.object_ids))
     if q.gender:
         conds.append(ViidObject.gender == q.gender)
+    if q.device_id or q.object_ids:  # SQLite: these read the day-led indexes, one range per day
+        conds += _opt(days.day_filter(store.engine.dialect.name, q.begin, q.end))
     with store.session() as s:
         total = s.scalar(select(func.count()).select_from(ViidObject).where(*conds)) or 0
         rows = s.execute(select(ViidObject.id, ViidObject.body).where(*conds)
@@ -711,14 +719,16 @@ def list_objects(store: Store, kind: str, q: Query) -> tuple[int, list[tuple[int
 
 def get_object(store: Store, kind: str, object_id: str) -> str | None:
     with store.session() as s:
-        return s.scalar(select(ViidObject.body).where(ViidObject.kind == kind, ViidObject.object_id == object_id))
+        return s.scalar(select(ViidObject.body).where(ViidObject.kind == kind, ViidObject.object_id == object_id,
+                                                      *_opt(days.day_filter(store.engine.dialect.name))))
 
 
 def delete_objects(store: Store, kind: str, object_ids: list[str]) -> set[str]:
     """Delete objects (and their image rows); returns the ids that existed."""
     with store.session() as s:
         found = dict(s.execute(select(ViidObject.object_id, ViidObject.id).where(
-            ViidObject.kind == kind, ViidObject.object_id.in_(object_ids))).all())
+            ViidObject.kind == kind, ViidObject.object_id.in_(object_ids),
+            *_opt(days.day_filter(store.engine.dialect.name)))).all())
         if found:
             s.execute(delete(ViidImage).where(ViidImage.object_pk.in_(list(found.values()))))
             s.execute(delete(ViidObject).where(ViidObject.id.in_(list(found.values()))))
