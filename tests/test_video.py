@@ -250,3 +250,20 @@ def test_warning_links_to_cameras_configured_or_at_its_place(video, store) -> No
     assert [(x["channel_id"], x["reason"]) for x in got] == [(chosen, "configured")]
     login(c, "resident")
     assert c.get(f"/api/video/links?warning_id={wid}").status_code in (403, 404)
+
+
+def test_channel_page_and_device_page_show_the_channel_live(video, store) -> None:
+    from anfang.devices.models import Device
+
+    c, _sim, devs = video
+    mine, other = devs[0].channels[0]["channel_id"], devs[1].channels[0]["channel_id"]
+    login(c, "property")
+    r = c.get(f"/video/channel/{mine}")
+    assert r.status_code == 200, r.text
+    assert f'data-live-channel="{mine}"' in r.text and "/static/player.js" in r.text  # it starts playing at once
+    assert f"/video/playback?channel={mine}" in r.text  # and leads to its recordings
+    assert c.get(f"/video/channel/{other}").status_code == 403  # another community's camera
+    with store.session() as s:
+        pk = s.scalar(select(Device.id).where(Device.device_id == devs[0].device_id))
+    page = c.get(f"/devices/{pk}").text
+    assert f'data-live-open="{mine}"' in page and f'href="/video/channel/{mine}"' in page

@@ -126,6 +126,27 @@ def test_perimeter_alarm_opens_the_linked_camera_on_the_phone_terminal(live, bro
         context.close()
 
 
+def test_device_page_and_channel_page_play_live(live, browser) -> None:  # noqa: ANN001
+    context = browser.new_context(viewport={"width": 1400, "height": 950}, locale="zh-CN")
+    page = context.new_page()
+    try:
+        _login(page, live["base"], *live["logins"]["police"])
+        tree = page.request.get(live["base"] + "/api/video/tree").json()
+        place = tree["communities"][0]["places"][0]
+        devices = page.request.get(live["base"] + "/api/devices?q=" + place["device_id"]).json()
+        pk = next(d["id"] for d in devices["items"] if d["device_id"] == place["device_id"])
+        page.goto(f"{live['base']}/devices/{pk}")
+        page.locator("[data-testid=live-open]").first.click()  # 实时视频 in the channel table
+        size = _plays(page, "[data-testid=device-live]")
+        assert (size["w"], size["h"]) == (640, 360)
+        page.locator("[data-testid=channel-open]").first.click()  # the channel's own page plays by itself
+        page.wait_for_url(f"{live['base']}/video/channel/**")
+        size = _plays(page, "[data-testid=channel-live]")
+        assert (size["w"], size["h"]) == (640, 360)
+    finally:
+        context.close()
+
+
 def test_property_staff_of_another_community_gets_403(live) -> None:  # noqa: ANN001
     base = live["base"]
     with httpx.Client(base_url=base, timeout=10) as officer:
