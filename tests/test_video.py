@@ -267,3 +267,16 @@ def test_channel_page_and_device_page_show_the_channel_live(video, store) -> Non
         pk = s.scalar(select(Device.id).where(Device.device_id == devs[0].device_id))
     page = c.get(f"/devices/{pk}").text
     assert f'data-live-open="{mine}"' in page and f'href="/video/channel/{mine}"' in page
+
+
+def test_officers_and_county_admins_watch_their_own_jurisdiction_only(video) -> None:
+    c, _sim, devs = video
+    other = devs[1].channels[0]["channel_id"]  # 府西社区, another county
+    for user in ("police", "county"):  # the officer's 警务区 and the county admin's county both hold 列东 only
+        login(c, user)
+        assert [x["name"] for x in c.get("/api/video/tree").json()["communities"]] == ["列东社区"], user
+        r = c.post("/api/video/live", json={"channel_id": other})
+        assert r.status_code == 403 and "辖区" in r.json()["error"]["message"], user
+        assert c.get(f"/api/video/snapshot/{other}").status_code == 403, user
+    login(c, "city")
+    assert {x["name"] for x in c.get("/api/video/tree").json()["communities"]} == {"列东社区", "府西社区"}
