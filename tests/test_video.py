@@ -5,6 +5,7 @@ WebSocket, ends it with BYE after the last viewer, and keeps every viewing in sc
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -135,8 +136,15 @@ def test_live_on_demand_shared_and_ended_after_the_last_viewer(video) -> None:
     assert _wait(lambda: sim.sim.streams == 0, timeout=6)  # BYE after the linger
     assert "BYE" in dev.received
     with c.app.state.store.session() as s:
-        actions = list(s.scalars(select(AuditEntry.action).where(AuditEntry.action.like("video.live%"))))
+        entries = list(s.scalars(select(AuditEntry).where(AuditEntry.action.like("video.live%"))))
+    actions = [e.action for e in entries]
     assert actions.count("video.live.open") == 2 and actions.count("video.live.close") == 2
+    # who watched which channel, from when to when (数据流向可知)
+    for e in entries:
+        assert e.username == "property" and e.entity_ids == [channel], e
+    closes = [e.detail for e in entries if e.action == "video.live.close"]
+    assert all(re.search(r"from \d{4}-\d\d-\d\dT[\d:]+\+00:00 to \d{4}-\d\d-\d\dT[\d:]+\+00:00 \(\d+ s\)", d)
+               for d in closes), closes
 
 
 def test_scope_and_tokens(video) -> None:
