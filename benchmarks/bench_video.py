@@ -65,10 +65,11 @@ def mark(ok: bool) -> str:
 
 # ---------------------------------------------------------------------------------------------- server processes
 def _serve(app: Any, port_file: Path, on_started: Any = None) -> None:
-    """uvicorn with the same defaults as ``anfang serve`` (cli.py: uvicorn.run(app, host, port, log_level))."""
+    """uvicorn with the same settings as ``anfang serve`` (cli.py: uvicorn.run(app, host, port, log_level,
+    ws_per_message_deflate=False)): with ``--ws-deflate`` the readers offer deflate and, like serve, are refused."""
     import uvicorn
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws_per_message_deflate=False)
 
     async def main() -> None:
         server = uvicorn.Server(config)

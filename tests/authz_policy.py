@@ -476,6 +476,7 @@ POLICY.update({
     "GET /api/video/records": _R(STAFF, query={**VIDEO_CH, "date": "2026-12-01"}, ok=NOT_HERE),
     "POST /api/video/ptz": _R(OFFICERS, body=json_body({**VIDEO_CH, "action": "stop"}), ok=NOT_HERE),
     "GET /video/wall": _R(STAFF),
+    "GET /video/channel/{channel_id}": _R(STAFF, ok=NOT_HERE),
     "GET /video/playback": _R(STAFF, query={"channel": VIDEO_CH["channel_id"]}, ok=NOT_HERE),
 })
 POLICY["GET /VIID/System/Time"] = _R(PUBLIC)  # GA/T 1400 校时: the server's id and clock, no data

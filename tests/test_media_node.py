@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import random
+import re
 import socket
 import time
 
@@ -137,6 +138,12 @@ def test_invite_streams_over_each_transport_and_bye_ends_it(store, transport: st
                 await asyncio.sleep(0.05)
             session = await ctl.open(dev.channels[0]["channel_id"], dev.device_id)
             stream = node.streams[session.key]
+            # GB/T 28181 SSRC (y=): ten digits, 0 for live, digits 4-8 of the SIP domain id, a 4-digit serial;
+            # the device was INVITEd with it and the node takes media with that SSRC only
+            offer = next(iter(dev.calls.values())).offer
+            realm = server.config.realm
+            assert re.fullmatch(rf"0{realm[3:8]}\d{{4}}", session.ssrc) and offer["ssrc"] == session.ssrc
+            assert stream.ssrc == int(session.ssrc)
             viewer = Viewer()
             stream.add_viewer(viewer)
             got, gap = await _collect(viewer, 2.0)

@@ -5,6 +5,7 @@ WebSocket, ends it with BYE after the last viewer, and keeps every viewing in sc
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -135,8 +136,15 @@ def test_live_on_demand_shared_and_ended_after_the_last_viewer(video) -> None:
     assert _wait(lambda: sim.sim.streams == 0, timeout=6)  # BYE after the linger
     assert "BYE" in dev.received
     with c.app.state.store.session() as s:
-        actions = list(s.scalars(select(AuditEntry.action).where(AuditEntry.action.like("video.live%"))))
+        entries = list(s.scalars(select(AuditEntry).where(AuditEntry.action.like("video.live%"))))
+    actions = [e.action for e in entries]
     assert actions.count("video.live.open") == 2 and actions.count("video.live.close") == 2
+    # who watched which channel, from when to when (数据流向可知)
+    for e in entries:
+        assert e.username == "property" and e.entity_ids == [channel], e
+    closes = [e.detail for e in entries if e.action == "video.live.close"]
+    assert all(re.search(r"from \d{4}-\d\d-\d\dT[\d:]+\+00:00 to \d{4}-\d\d-\d\dT[\d:]+\+00:00 \(\d+ s\)", d)
+               for d in closes), closes
 
 
 def test_scope_and_tokens(video) -> None:
@@ -250,3 +258,33 @@ def test_warning_links_to_cameras_configured_or_at_its_place(video, store) -> No
     assert [(x["channel_id"], x["reason"]) for x in got] == [(chosen, "configured")]
     login(c, "resident")
     assert c.get(f"/api/video/links?warning_id={wid}").status_code in (403, 404)
+
+
+def test_channel_page_and_device_page_show_the_channel_live(video, store) -> None:
+    from anfang.devices.models import Device
+
+    c, _sim, devs = video
+    mine, other = devs[0].channels[0]["channel_id"], devs[1].channels[0]["channel_id"]
+    login(c, "property")
+    r = c.get(f"/video/channel/{mine}")
+    assert r.status_code == 200, r.text
+    assert f'data-live-channel="{mine}"' in r.text and "/static/player.js" in r.text  # it starts playing at once
+    assert f"/video/playback?channel={mine}" in r.text  # and leads to its recordings
+    assert c.get(f"/video/channel/{other}").status_code == 403  # another community's camera
+    with store.session() as s:
+        pk = s.scalar(select(Device.id).where(Device.device_id == devs[0].device_id))
+    page = c.get(f"/devices/{pk}").text
+    assert f'data-live-open="{mine}"' in page and f'href="/video/channel/{mine}"' in page
+
+
+def test_officers_and_county_admins_watch_their_own_jurisdiction_only(video) -> None:
+    c, _sim, devs = video
+    other = devs[1].channels[0]["channel_id"]  # 府西社区, another county
+    for user in ("police", "county"):  # the officer's 警务区 and the county admin's county both hold 列东 only
+        login(c, user)
+        assert [x["name"] for x in c.get("/api/video/tree").json()["communities"]] == ["列东社区"], user
+        r = c.post("/api/video/live", json={"channel_id": other})
+        assert r.status_code == 403 and "辖区" in r.json()["error"]["message"], user
+        assert c.get(f"/api/video/snapshot/{other}").status_code == 403, user
+    login(c, "city")
+    assert {x["name"] for x in c.get("/api/video/tree").json()["communities"]} == {"列东社区", "府西社区"}

@@ -126,6 +126,74 @@ def test_perimeter_alarm_opens_the_linked_camera_on_the_phone_terminal(live, bro
         context.close()
 
 
+def test_device_page_and_channel_page_play_live(live, browser) -> None:  # noqa: ANN001
+    context = browser.new_context(viewport={"width": 1400, "height": 950}, locale="zh-CN")
+    page = context.new_page()
+    try:
+        _login(page, live["base"], *live["logins"]["police"])
+        tree = page.request.get(live["base"] + "/api/video/tree").json()
+        place = tree["communities"][0]["places"][0]
+        devices = page.request.get(live["base"] + "/api/devices?q=" + place["device_id"]).json()
+        pk = next(d["id"] for d in devices["items"] if d["device_id"] == place["device_id"])
+        page.goto(f"{live['base']}/devices/{pk}")
+        page.locator("[data-testid=live-open]").first.click()  # 实时视频 in the channel table
+        size = _plays(page, "[data-testid=device-live]")
+        assert (size["w"], size["h"]) == (640, 360)
+        page.locator("[data-testid=channel-open]").first.click()  # the channel's own page plays by itself
+        page.wait_for_url(f"{live['base']}/video/channel/**")
+        size = _plays(page, "[data-testid=channel-live]")
+        assert (size["w"], size["h"]) == (640, 360)
+    finally:
+        context.close()
+
+
+def test_perimeter_alarm_opens_the_linked_camera_on_the_warning_page(live, browser) -> None:  # noqa: ANN001
+    r = httpx.post(live["base"] + "/api/iot/perimeter/perimeter-demo-01",
+                   json={"zone": "东侧围墙", "alarm": True, "type": "intrusion"}, timeout=10)
+    assert r.status_code == 202, r.text
+    context = browser.new_context(viewport={"width": 1400, "height": 950}, locale="zh-CN")
+    page = context.new_page()
+    try:
+        _login(page, live["base"], *live["logins"]["police"])
+        page.goto(live["base"] + "/warnings")  # 预警中心
+        card = page.locator("[data-testid=warning]", has_text="周界").first
+        card.wait_for(timeout=15_000)
+        card.locator("[data-testid=live-linked]").click()
+        size = _plays(page, "[data-testid=warning] .live-box")
+        assert (size["w"], size["h"]) == (640, 360)
+    finally:
+        context.close()
+
+
+def test_wall_tile_shows_name_time_state_and_reconnects_by_itself(live, browser) -> None:  # noqa: ANN001
+    context = browser.new_context(viewport={"width": 1400, "height": 950}, locale="zh-CN")
+    page = context.new_page()
+    tile = "[data-testid=tile][data-index='0']"
+    try:
+        _login(page, live["base"], *live["logins"]["police"])
+        page.goto(live["base"] + "/video/wall?layout=9")
+        assert page.locator("[data-testid=tile]").count() == 9
+        channel = page.locator("[data-testid=tree-channel]").first
+        name = channel.inner_text()
+        channel.click()
+        _plays(page, tile)
+        assert page.inner_text(f"{tile} .ov-name") == name
+        assert "北京时间" in page.inner_text(f"{tile} .ov-time")
+        assert page.get_attribute(tile, "data-state") == "playing"
+        # the connection drops (a network blip): the tile says so and comes back by itself
+        before = page.eval_on_selector(f"{tile} video", "v => v.currentTime")
+        page.eval_on_selector(tile, "t => { window.__states = []; new MutationObserver(() => "
+                                    "window.__states.push(t.dataset.state)).observe(t, {attributes: true}); "
+                                    "t.player.ws.close(); }")
+        page.wait_for_function("() => (window.__states || []).includes('reconnecting')", timeout=10_000)
+        page.wait_for_function(
+            """([sel, t0]) => { const t = document.querySelector(sel), v = t.querySelector('video');
+                                return t.dataset.state === 'playing' && v.currentTime > t0 + 1.5; }""",
+            arg=[tile, before], timeout=20_000, polling=200)
+    finally:
+        context.close()
+
+
 def test_property_staff_of_another_community_gets_403(live) -> None:  # noqa: ANN001
     base = live["base"]
     with httpx.Client(base_url=base, timeout=10) as officer:

@@ -32,7 +32,8 @@ def install(app: FastAPI, settings: Any) -> None:
 
 class DemoDevices:
     """A few simulated devices for the demo, placed in the demo's communities; every ``cycle`` seconds one is
-    powered off or back on, so the console shows live online/offline transitions.
+    powered off or back on, so the console shows live online/offline transitions — all but the first, beside which
+    the demo's perimeter alarm sits (its linked camera must play when the README's alarm is triggered).
 
     The demo data also holds the cameras of the construction demo (recorded online, with a status history but no
     live peer): they are kept alive by one more simulator that registers them and sends their keepalives, so the
@@ -137,7 +138,9 @@ class DemoDevices:
 
     async def _cycle(self) -> None:
         rng = random.Random(2021)
-        devices = [(sim, d) for sim in self.sims for d in sim.devices]
+        # the first camera stays online: the demo's perimeter alarm is beside it and the README tells a new user
+        # to trigger that alarm and watch its linked camera live (never "设备离线")
+        devices = [(sim, d) for sim in self.sims for d in sim.devices][1:]
         while True:
             await asyncio.sleep(self.cycle)
             idle = [(sim, d) for sim, d in devices if not d.streams]  # never cut a stream someone watches

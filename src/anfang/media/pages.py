@@ -1,4 +1,5 @@
-"""Console pages of live video: the 监控中心 wall (1/4/9/16 tiles filled from the user's channel tree)."""
+"""Console pages of video: the 监控中心 wall (1/4/9/16 tiles filled from the user's channel tree), one channel live,
+and a channel's recordings."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ _T = {
     "pending": ("已提交审批，批准后再次下载", "Sent for approval: download again once approved"),
     "done": ("下载完成", "Done"), "failed": ("下载失败", "Failed"), "watermarking": ("正在加水印…", "Watermarking…"),
     "downloading": ("正在下载…", "Downloading…"), "save": ("保存文件", "Save the file"),
+    "device": ("设备", "Device"),
 }
 
 
@@ -54,6 +56,18 @@ def mount(app: FastAPI) -> None:
         enabled = getattr(request.app.state, "live", None) is not None
         return await run_in_threadpool(render, request, "video_wall.html", p, nav="video_wall", V=v,
                                        layout=layout, enabled=enabled, ptz=_ptz_allowed(request, p))
+
+    @pages.get("/video/channel/{channel_id}")
+    async def channel_page(request: Request, p: CurrentPrincipal, channel_id: str) -> HTMLResponse:
+        """One channel live (it starts at once), with its device, its recordings and the snapshot button."""
+        from anfang.media.access import channel_in_scope
+
+        ch, dev = await run_in_threadpool(channel_in_scope, request.app.state.store, p, channel_id)
+        enabled = getattr(request.app.state, "live", None) is not None
+        return await run_in_threadpool(render, request, "video_channel.html", p, nav="video_wall",
+                                       V=labels(lang_of(request)), channel=ch.channel_id, name=ch.name or ch.channel_id,
+                                       device_name=dev.name or dev.device_id, device_pk=dev.id,
+                                       address=ch.address_text or "", enabled=enabled, ptz=_ptz_allowed(request, p))
 
     @pages.get("/video/playback")
     async def playback_page(request: Request, p: CurrentPrincipal, channel: str = "", date: str = "") -> HTMLResponse:
