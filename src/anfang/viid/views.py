@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import hashlib
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -29,7 +28,7 @@ from anfang.devices.service import ONLINE, DeviceService
 from anfang.store.engine import Store
 from anfang.viid import dispositions, ids, service, subscriptions
 from anfang.viid.auth import Digest
-from anfang.viid.images import SegmentImageStore
+from anfang.viid.images import SegmentImageStore, open_image_store
 from anfang.viid.schemas import (
     INVALID_JSON_CONTENT,
     INVALID_JSON_FORMAT,
@@ -80,7 +79,7 @@ class ViidNode:
     @property
     def images(self) -> SegmentImageStore:
         if self._images is None:  # lazily: no segment directory for nodes that never ingest
-            self._images = SegmentImageStore(Path(self.settings.data_dir) / "viid" / "segments")
+            self._images = open_image_store(self.settings)
         return self._images
 
     @property
