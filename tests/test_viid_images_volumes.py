@@ -181,8 +181,13 @@ def test_uploaded_capture_image_lands_on_the_configured_volume(tmp_path: Path, f
             stored = c.get(f"/VIID/Faces/{f['FaceID']}", headers=hdr()).json()["FaceObject"]
             path = stored["SubImageList"]["SubImageInfoObject"][0]["StoragePath"]
             assert c.get(path, headers=hdr()).content == jpeg
+            day_dirs = [p for p in disk.iterdir() if len(p.name) == 8]
+            assert len(day_dirs) == 1 and (tmp_path / "var" / "viid" / "segments" / day_dirs[0].name).is_symlink()
+            assert jpeg in b"".join(p.read_bytes() for p in day_dirs[0].glob("seg-*.dat"))
+            # the volume goes away: the image is "not found" for the device, not an internal error
+            day_dirs[0].rename(tmp_path / "unmounted")
+            gone = c.get(path, headers=hdr())
+            assert gone.status_code == 404, gone.text
+            assert gone.json()["ResponseStatusObject"]["StatusCode"] != 0
     finally:
         store.dispose()
-    day_dirs = [p for p in disk.iterdir() if len(p.name) == 8]
-    assert len(day_dirs) == 1 and (tmp_path / "var" / "viid" / "segments" / day_dirs[0].name).is_symlink()
-    assert jpeg in b"".join(p.read_bytes() for p in day_dirs[0].glob("seg-*.dat"))

@@ -409,7 +409,11 @@ async def image_data(request: Request) -> Response:
     found = await run_in_threadpool(service.image_location, node.store, image_id)
     if found is None:
         raise ViidError(404, INVALID_OPERATION, "图片不存在 / no such image", image_id)
-    data = await run_in_threadpool(node.images.get, found[0])
+    try:
+        data = await run_in_threadpool(node.images.get, found[0])
+    except KeyError:  # indexed, but its file is gone (its volume is missing, the day expired meanwhile)
+        log.warning("viid_image_missing", image_id=image_id, location=found[0])
+        raise ViidError(404, INVALID_OPERATION, "图片文件不存在 / image file missing", image_id) from None
     return Response(data, media_type="image/png" if found[1] == "Png" else "image/jpeg")
 
 
