@@ -6,13 +6,20 @@ below (e.g. ``role = "county"``, ``database_url = "postgresql+psycopg://..."``).
 
 from __future__ import annotations
 
+import json
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 
 class NodeRole(StrEnum):
@@ -73,6 +80,9 @@ class Settings(BaseSettings):
     viid_max_body: int = 32 * 1024 * 1024  # bytes; larger bodies get 413
     viid_max_image: int = 4 * 1024 * 1024  # bytes per decoded image
     viid_retention_days: float = 90.0
+    # more directories (other disks) for capture images besides data_dir/viid/segments: each new day goes to the
+    # one with the most free space (docs/deployment.md). TOML list; ANFANG_VIID_IMAGE_VOLUMES=/d1/viid,/d2/viid
+    viid_image_volumes: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     viid_upper_url: str | None = None  # cascade: base URL of the upper 视图库 (http://host:port)
     viid_upper_id: str | None = None  # the upper 视图库's 20-digit id (its User-Identify)
     viid_upper_password: str | None = None
@@ -162,6 +172,17 @@ class Settings(BaseSettings):
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
     tls_client_ca: Path | None = None
+
+    @field_validator("viid_image_volumes", mode="before")
+    @classmethod
+    def _split_paths(cls, value: Any) -> Any:
+        """A comma-separated string (environment) or a JSON list; lists (TOML) as they are."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _default_db(self) -> Settings:

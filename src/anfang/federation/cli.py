@@ -39,14 +39,14 @@ def _service(settings):  # noqa: ANN001, ANN202
 def forward(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """运行上联转发进程（与 serve 分开）/ run this node's forwarders as their own process."""
     from anfang.federation.forwarder import Forwarder, make_transport
-    from anfang.viid.images import SegmentImageStore
+    from anfang.viid.images import open_image_store
 
     settings = _settings(config, data_dir)
     svc = _service(settings)
     if not svc.parents:
         console.print("本节点未配置上级 / no federation_parents configured")
         raise typer.Exit(1)
-    images = SegmentImageStore(Path(settings.data_dir) / "viid" / "segments")
+    images = open_image_store(settings)
     nats_url = settings.federation_nats_url or settings.nats_url
 
     async def main() -> None:

@@ -40,11 +40,11 @@ def retention_cmd(days: Annotated[float | None, typer.Option(help="保留天数 
                   data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None) -> None:
     """立即执行一次过期清理 / run the retention job once."""
     from anfang.cliopen import open_data
-    from anfang.viid.images import SegmentImageStore
+    from anfang.viid.images import open_image_store
     from anfang.viid.retention import maintain, purge
 
     settings, store = open_data(data_dir)
-    images = SegmentImageStore(Path(settings.data_dir) / "viid" / "segments")
+    images = open_image_store(settings)
     made = maintain(store)
     result = purge(store, images, days if days is not None else settings.viid_retention_days)
     images.close()

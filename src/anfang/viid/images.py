@@ -6,20 +6,31 @@ large append-only segment files, one directory per capture day: ``put_many`` app
 once, and returns a ``location`` (``day/segment:offset:length``) that the caller stores in the same transaction as
 the records. Content is addressed by SHA-256 (``viid_blobs``, one row per content). An S3-compatible store
 implements the same three methods with ``location`` = object key (``day/sha256``, a bucket prefix per day).
+
+Several volumes (``viid_image_volumes``): a day's directory is placed, when its first image arrives, on the volume
+(the root included) with the most free bytes; off the root it is reached through a symlink ``root/<day>``, so
+locations, reads and the list of days are the same wherever the bytes live.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import io
 import os
 import shutil
 import threading
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+if TYPE_CHECKING:
+    from anfang.config import Settings
 
 try:  # Pillow verifies that the bytes are a decodable image; magic bytes alone are checked without it
     from PIL import Image as _PILImage
@@ -31,6 +42,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 _datasync = getattr(os, "fdatasync", os.fsync)
+log = structlog.get_logger(__name__)
 
 
 class BadImage(ValueError):
@@ -157,9 +169,13 @@ class SegmentImageStore:
 
     OPEN_DAYS = 4  # append handles kept open (today, yesterday's late uploads, …)
 
-    def __init__(self, root: Path, *, segment_bytes: int = 1 << 30, fsync: bool = True) -> None:
+    def __init__(self, root: Path, *, volumes: Iterable[Path] = (), segment_bytes: int = 1 << 30,
+                 fsync: bool = True) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        # extra directories (other disks) a new day may be placed on; the root is always a candidate too
+        here = os.path.realpath(self.root)
+        self.volumes = [Path(os.path.abspath(v)) for v in volumes if os.path.realpath(v) != here]
         self.segment_bytes = segment_bytes
         self.fsync = fsync
         self._lock = threading.Lock()
@@ -176,6 +192,49 @@ class SegmentImageStore:
             finally:
                 os.close(dfd)
 
+    @staticmethod
+    def free_bytes(path: Path) -> int | None:
+        """Bytes an unprivileged writer may still use on ``path``'s file system; None when it cannot be used
+        (missing, not a directory, not writable)."""
+        if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+            return None
+        try:
+            st = os.statvfs(path)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
+
+    def _place(self, day: str) -> Path:
+        """Create ``root/<day>``: a directory on the root, or a symlink to ``<volume>/<day>`` on the volume with
+        the most free bytes (the root wins a tie). Unusable volumes are skipped with a warning."""
+        link = self.root / day
+        best, most = self.root, -1
+        if self.volumes:
+            for place in (self.root, *self.volumes):
+                free = self.free_bytes(place)
+                if free is None:
+                    log.warning("viid_image_volume_unusable", volume=str(place), day=day,
+                                msg="图片卷不存在或不可写，跳过 / image volume missing or not writable, skipped")
+                    continue
+                if free > most:
+                    best, most = place, free
+        if best == self.root:
+            link.mkdir(parents=True, exist_ok=True)
+            self._sync_dir(self.root)
+            return link
+        target = best / day
+        target.mkdir(exist_ok=True)
+        self._sync_dir(best)
+        try:
+            os.symlink(target, link, target_is_directory=True)
+        except FileExistsError:  # another process placed the day first: use its choice
+            with contextlib.suppress(OSError):
+                target.rmdir()  # only when still empty
+            return link
+        self._sync_dir(self.root)
+        log.info("viid_image_day_placed", day=day, volume=str(best), free_bytes=most)
+        return link
+
     def _handle(self, day: str) -> tuple[int, Any]:
         """The append handle of ``day``'s current segment (a new segment once it is full)."""
         hit = self._open_days.pop(day, None)
@@ -184,9 +243,10 @@ class SegmentImageStore:
             hit = (hit[0] + 1, None)
         if hit is None or hit[1] is None:
             folder = self.root / day
+            if folder.is_symlink() and not folder.exists():  # its volume is gone: never reuse its numbers
+                raise OSError(f"图片卷不可用：{folder} -> {os.readlink(folder)} / the volume of day {day} is missing")
             if not folder.exists():
-                folder.mkdir(parents=True, exist_ok=True)
-                self._sync_dir(self.root)
+                self._place(day)
             if hit is None:
                 segs = sorted(folder.glob("seg-*.dat"))
                 n = int(segs[-1].stem[4:]) if segs else 1
@@ -227,24 +287,36 @@ class SegmentImageStore:
             raise KeyError(location) from exc
         if day and not (len(day) == 8 and day.isdigit()):
             raise KeyError(location)
-        path = self._path(seg, day)
-        if not path.exists():
-            raise KeyError(location)
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read(length)
+        try:  # a missing file, day directory or volume (dangling symlink) all mean: not here
+            with open(self._path(seg, day), "rb") as fh:
+                fh.seek(offset)
+                data = fh.read(length)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise KeyError(location) from exc
         if len(data) != length:
             raise KeyError(location)
         return data
 
+    @staticmethod
+    def _day_names(folder: Path) -> set[str]:
+        """Names of the day directories (or day symlinks, even dangling ones) in ``folder``."""
+        try:
+            return {p.name for p in folder.iterdir()
+                    if len(p.name) == 8 and p.name.isdigit() and (p.is_symlink() or p.is_dir())}
+        except OSError:  # a volume that is not there has no days
+            return set()
+
     def days(self) -> list[str]:
-        """The days that have files, oldest first (``20261207``)."""
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and len(p.name) == 8 and p.name.isdigit())
+        """The days that have files, oldest first (``20261207``); a day whose volume is missing is listed too."""
+        return sorted(self._day_names(self.root))
 
     def drop_days_before(self, day: date) -> int:
-        """Unlink the segment files of every day before ``day``: a whole day at a time, never a copy."""
+        """Unlink the segment files of every day before ``day``: a whole day at a time, never a copy. A day on
+        another volume loses its files there first, then its symlink in the root (so a crash in between leaves a
+        dangling link that the next run removes, never unreachable files); day directories left on a volume (it
+        was missing at the last run) go too."""
         limit = day.strftime("%Y%m%d")
-        dropped = 0
+        dropped: set[str] = set()
         with self._lock:
             for name in self.days():
                 if name >= limit:
@@ -252,9 +324,22 @@ class SegmentImageStore:
                 hit = self._open_days.pop(name, None)
                 if hit is not None and hit[1] is not None:
                     hit[1].close()
-                shutil.rmtree(self.root / name, ignore_errors=True)
-                dropped += 1
-        return dropped
+                path = self.root / name
+                if path.is_symlink():
+                    target = Path(os.readlink(path))
+                    shutil.rmtree(target if target.is_absolute() else self.root / target, ignore_errors=True)
+                    path.unlink(missing_ok=True)
+                else:
+                    shutil.rmtree(path, ignore_errors=True)
+                dropped.add(name)
+            for volume in self.volumes:
+                for name in sorted(self._day_names(volume)):
+                    if name < limit and not (volume / name).is_symlink():
+                        shutil.rmtree(volume / name, ignore_errors=True)
+                        dropped.add(name)
+            if dropped:
+                self._sync_dir(self.root)
+        return len(dropped)
 
     @staticmethod
     def segment_of(location: str) -> int | None:
@@ -276,3 +361,8 @@ class SegmentImageStore:
                 if fh is not None:
                     fh.close()
             self._open_days.clear()
+
+
+def open_image_store(settings: Settings) -> SegmentImageStore:
+    """The node's image store: ``data_dir/viid/segments`` plus the ``viid_image_volumes``."""
+    return SegmentImageStore(Path(settings.data_dir) / "viid" / "segments", volumes=settings.viid_image_volumes)

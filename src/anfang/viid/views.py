@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import hashlib
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -29,7 +28,7 @@ from anfang.devices.service import ONLINE, DeviceService
 from anfang.store.engine import Store
 from anfang.viid import dispositions, ids, service, subscriptions
 from anfang.viid.auth import Digest
-from anfang.viid.images import SegmentImageStore
+from anfang.viid.images import SegmentImageStore, open_image_store
 from anfang.viid.schemas import (
     INVALID_JSON_CONTENT,
     INVALID_JSON_FORMAT,
@@ -80,7 +79,7 @@ class ViidNode:
     @property
     def images(self) -> SegmentImageStore:
         if self._images is None:  # lazily: no segment directory for nodes that never ingest
-            self._images = SegmentImageStore(Path(self.settings.data_dir) / "viid" / "segments")
+            self._images = open_image_store(self.settings)
         return self._images
 
     @property
@@ -410,7 +409,11 @@ async def image_data(request: Request) -> Response:
     found = await run_in_threadpool(service.image_location, node.store, image_id)
     if found is None:
         raise ViidError(404, INVALID_OPERATION, "图片不存在 / no such image", image_id)
-    data = await run_in_threadpool(node.images.get, found[0])
+    try:
+        data = await run_in_threadpool(node.images.get, found[0])
+    except KeyError:  # indexed, but its file is gone (its volume is missing, the day expired meanwhile)
+        log.warning("viid_image_missing", image_id=image_id, location=found[0])
+        raise ViidError(404, INVALID_OPERATION, "图片文件不存在 / image file missing", image_id) from None
     return Response(data, media_type="image/png" if found[1] == "Png" else "image/jpeg")
 
 
