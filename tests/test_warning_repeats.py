@@ -97,7 +97,7 @@ def test_one_person_enrolled_with_several_photos_is_one_warning_per_camera(store
     w = build(store)
     DeviceService(store).upsert("viid", APE, name="列东社区东门人脸抓拍", address_id=w.addr["ld"],
                                 community_code="350404001001")
-    entries = itertools.cycle((11, 12))  # the best enrolled photo of 奥巴马: one for the first capture, another for the next
+    entries = itertools.cycle((11, 12))  # best enrolled photo: differs per capture
 
     async def matcher(e: Event) -> list[dict]:
         n = next(entries)
