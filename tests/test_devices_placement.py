@@ -148,6 +148,46 @@ def test_placement_proposed_from_the_devices_own_fields(store) -> None:
     assert svc.get("gb28181", "35040400001180000002").community_code == LD
 
 
+def test_county_admin_confirms_the_place_a_device_reported(store, tmp_path) -> None:
+    """A place the device reported (pending) is confirmed from the 待安置 list with one action, without typing
+    the address again; a device that reported nothing has nothing to confirm."""
+    from anfang.devices.placement import propose
+
+    build(store)
+    svc = DeviceService(store)
+    svc.upsert("viid", "35040400001190000001", name="APE")
+    svc.upsert("gb28181", "35040400001320000009", name="IPC")  # reported nothing: unplaced
+    assert propose(store, "viid", "35040400001190000001", place_code=LD)
+    with _app(store, tmp_path) as c:
+        login(c, "county")
+        todo = {d["device_id"]: d for d in c.get("/api/devices/unplaced").json()["items"]}
+        pending, unplaced = todo["35040400001190000001"], todo["35040400001320000009"]
+        assert pending["placement"] == "pending" and pending["community_code"] == LD
+        page = c.get("/devices/unplaced").text
+        assert page.count('data-testid="confirm-place"') == 1  # offered for the pending device only
+        assert '<tr data-placement="pending"><td class="mono">35040400001190000001</td><td>APE</td><td>VIID</td>' \
+               '<td>待确认</td>' in page  # as the help text calls it (not 待审核, the registration review)
+        bad = c.post(f"/api/devices/{unplaced['id']}/placement", json={"confirm": True})
+        assert bad.status_code == 422 and bad.json()["error"]["message"]
+        r = c.post(f"/api/devices/{pending['id']}/placement", json={"confirm": True})
+        assert r.status_code == 200, r.text
+        assert (r.json()["placement"], r.json()["community_code"]) == ("placed", LD)
+        assert r.json()["police_area_id"] == pending["police_area_id"] is not None
+        assert [d["device_id"] for d in c.get("/api/devices/unplaced").json()["items"]] == ["35040400001320000009"]
+        # the console form does the same
+        assert propose(store, "viid", "35040400001190000001", place_code=LD) is False  # placed: never overwritten
+        svc.upsert("gb28181", "35040400001320000008", name="IPC2")
+        assert propose(store, "gb28181", "35040400001320000008", civil_code="350404001201")
+        pk = svc.get("gb28181", "35040400001320000008").id
+        page = c.get("/devices/unplaced").text
+        token = page.split('name="csrf_token" value="')[1].split('"')[0]
+        form = c.post(f"/devices/{pk}/placement", data={"csrf_token": token, "confirm": "1"},
+                      follow_redirects=False)
+        assert form.status_code == 303 and "error" not in form.headers["location"]
+    dev = svc.get("gb28181", "35040400001320000008")
+    assert (dev.placement, dev.community_code) == ("placed", "350404001201")
+
+
 def test_ape_put_with_place_code_and_gb_catalog_civil_code_propose_a_place(store, tmp_path) -> None:
     """GA/T 1400 PUT /VIID/APEs PlaceCode and a GB/T 28181 catalog's CivilCode no longer land in attributes only:
     the device is placed ``pending`` (the county admin confirms it from the 待安置 list)."""
