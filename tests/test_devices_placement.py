@@ -130,6 +130,34 @@ def test_thousand_devices_placed_from_one_csv_with_row_report(store, tmp_path) -
     assert v0["police_area_id"] == w.police_area["XY-1"] and v0["community_code"] == "350404001201"
 
 
+def test_devices_placed_from_an_xlsx_sheet(store, tmp_path) -> None:
+    """The same bulk placement from XLSX (the file installers keep): good rows placed, a bad one reported by row."""
+    from openpyxl import Workbook
+
+    build(store)
+    svc = DeviceService(store)
+    for i in range(3):
+        svc.upsert("gb28181", f"350404000013200001{i:02d}", name=f"IPC{i}", review="pending")
+    with store.session() as s:
+        building = s.scalar(select(Address.code).where(Address.community_code == LD, Address.level == "building"))
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["设备编码", "地址编码"])
+    for i in range(3):
+        ws.append([f"350404000013200001{i:02d}", building])
+    ws.append(["35040400001320000199", building])  # no such device: row 5
+    path = tmp_path / "安置.xlsx"
+    wb.save(path)
+    with _app(store, tmp_path) as c:
+        login(c, "county")
+        with path.open("rb") as f:
+            r = c.post("/api/devices/placement/import", files={"file": ("安置.xlsx", f, "application/vnd.openxml"
+                                                                        "formats-officedocument.spreadsheetml.sheet")})
+        assert r.status_code == 200, r.text
+        assert r.json()["placed"] == 3 and [e["row"] for e in r.json()["errors"]] == [5]
+    assert {svc.get("gb28181", f"350404000013200001{i:02d}").community_code for i in range(3)} == {LD}
+
+
 def test_placement_proposed_from_the_devices_own_fields(store) -> None:
     from anfang.devices.placement import propose
 
