@@ -19,6 +19,7 @@ from anfang.config import Settings
 from anfang.core.events import EventKind
 from anfang.devices.service import DeviceService
 from anfang.viid.simulator import ape_id, face, face_list
+from test_web import login
 from world import PASSWORD, build
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "faces"
@@ -81,6 +82,10 @@ def test_repeat_sightings_update_the_warning_and_push_it(store, tmp_path) -> Non
             time.sleep(0.1)
         steps = [p["step"] for p in pushed]
         assert steps[:1] == ["raised"] and "updated" in steps  # the terminal is told of the repeat
+        login(c, "police")  # the officer's terminal lists the sightings with their times
+        page = c.get("/m/warnings").text
+        hit_list = page.split('data-testid="hit-list"')[1].split("</ol>")[0]
+        assert hit_list.count("<li") == 2 and hit_list.count("<time") == 2
 
 
 def test_one_person_enrolled_with_several_photos_is_one_warning_per_camera(store) -> None:
