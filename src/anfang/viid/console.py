@@ -259,6 +259,8 @@ APES_PAGE = 200  # APEs a page (a city has thousands; the whole list was one pag
 
 @router.get("/viid/apes")
 def apes_page(request: Request, p: CurrentPrincipal, page: int = 1) -> Response:
+    from anfang.devices.clock import clock_label
+
     if p.role not in VIEWERS:
         raise Forbidden(i18n.translate("viid_forbidden"))
     page = max(page, 1)
@@ -276,7 +278,8 @@ def apes_page(request: Request, p: CurrentPrincipal, page: int = 1) -> Response:
     rows = [{"device_id": d.device_id, "name": d.name, "host": d.host or "", "community": d.community_code or "",
              "status": "online" if d.status == "online" and sessions.is_fresh(d.device_id) else
              ("unknown" if d.status == "unknown" else "offline"),
-             "last_seen": d.last_seen.isoformat() if d.last_seen else ""}
+             "last_seen": d.last_seen.isoformat() if d.last_seen else "",
+             "clock": clock_label(d.attributes)}  # 时钟偏差 … (devices/clock.py), None when on time
             for d in devs[:APES_PAGE]]
     pager = {"page": page, "prev": f"/viid/apes?page={page - 1}" if page > 1 else None,
              "next": f"/viid/apes?page={page + 1}" if more else None}
