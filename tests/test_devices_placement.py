@@ -170,6 +170,20 @@ def test_placement_proposed_from_the_devices_own_fields(store) -> None:
     a, b = svc.get("viid", "35040400001190000001"), svc.get("gb28181", "35040400001180000002")
     assert (a.community_code, a.placement) == (LD, "pending")
     assert (b.community_code, b.placement) == ("350404001201", "pending")
+    # a position (GA/T 1400 Longitude/Latitude, GB/T 28181 catalog Longitude/Latitude) and a catalog Address
+    with store.session() as s:
+        village = s.scalar(select(Address).where(Address.community_code == "350404001201",
+                                                 Address.level == "building"))
+        village.lon, village.lat = 117.70, 26.30
+        ld_building = s.scalar(select(Address).where(Address.community_code == LD, Address.level == "building"))
+        ld_name, ld_id = ld_building.full_name, ld_building.id
+    svc.upsert("viid", "35040400001190000003", name="APE3")
+    svc.upsert("gb28181", "35040400001180000004", name="NVR4")
+    assert propose(store, "viid", "35040400001190000003", longitude="117.7003", latitude="26.3002")
+    assert propose(store, "gb28181", "35040400001180000004", address_text=ld_name)
+    c, d = svc.get("viid", "35040400001190000003"), svc.get("gb28181", "35040400001180000004")
+    assert (c.community_code, c.placement, c.longitude) == ("350404001201", "pending", 117.7003)
+    assert (d.community_code, d.address_id, d.placement) == (LD, ld_id, "pending")
     # what an administrator placed is never overwritten by what the device says
     svc.upsert("gb28181", "35040400001180000002", community_code=LD, placement="placed")
     assert not propose(store, "gb28181", "35040400001180000002", civil_code="350405001001")
