@@ -21,6 +21,7 @@ from anfang.gb28181.server import GbConfig, GbServer
 from anfang.gb28181.simulator import Simulator
 from anfang.viid.simulator import ape_id, face, face_list, make_jpeg
 from anfang.warnings.service import Candidate, WarningService
+from test_web import login
 from world import build
 
 EIGHT_HOURS = timedelta(hours=8)
@@ -60,6 +61,10 @@ def test_viid_camera_with_a_wrong_clock_is_flagged_with_a_work_order(store, tmp_
             r = c.post("/VIID/Faces", content=orjson.dumps(body),
                        headers={"User-Identify": ape, "Content-Type": "application/VIID+JSON"})
             assert r.status_code == 200
+        login(c, "county")  # the capture-device list shows the flag (GA/T 1400 devices are listed there)
+        page = c.get("/viid/apes").text
+        row = page.split(ape)[1].split("</tr>")[0]
+        assert 'data-testid="clock-off"' in row and "时钟偏差 8.0 小时（设备时间慢）" in row
     clock = DeviceService(store).get("viid", ape).attributes["clock"]
     assert clock["off"] is True and -8 * 3600 - 120 < clock["offset_s"] < -8 * 3600 + 120
     signals = [s for s in fault_signals(store) if s.device_id == ape]

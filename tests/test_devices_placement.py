@@ -130,6 +130,34 @@ def test_thousand_devices_placed_from_one_csv_with_row_report(store, tmp_path) -
     assert v0["police_area_id"] == w.police_area["XY-1"] and v0["community_code"] == "350404001201"
 
 
+def test_devices_placed_from_an_xlsx_sheet(store, tmp_path) -> None:
+    """The same bulk placement from XLSX (the file installers keep): good rows placed, a bad one reported by row."""
+    from openpyxl import Workbook
+
+    build(store)
+    svc = DeviceService(store)
+    for i in range(3):
+        svc.upsert("gb28181", f"350404000013200001{i:02d}", name=f"IPC{i}", review="pending")
+    with store.session() as s:
+        building = s.scalar(select(Address.code).where(Address.community_code == LD, Address.level == "building"))
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["设备编码", "地址编码"])
+    for i in range(3):
+        ws.append([f"350404000013200001{i:02d}", building])
+    ws.append(["35040400001320000199", building])  # no such device: row 5
+    path = tmp_path / "安置.xlsx"
+    wb.save(path)
+    with _app(store, tmp_path) as c:
+        login(c, "county")
+        with path.open("rb") as f:
+            r = c.post("/api/devices/placement/import", files={"file": ("安置.xlsx", f, "application/vnd.openxml"
+                                                                        "formats-officedocument.spreadsheetml.sheet")})
+        assert r.status_code == 200, r.text
+        assert r.json()["placed"] == 3 and [e["row"] for e in r.json()["errors"]] == [5]
+    assert {svc.get("gb28181", f"350404000013200001{i:02d}").community_code for i in range(3)} == {LD}
+
+
 def test_placement_proposed_from_the_devices_own_fields(store) -> None:
     from anfang.devices.placement import propose
 
@@ -142,10 +170,64 @@ def test_placement_proposed_from_the_devices_own_fields(store) -> None:
     a, b = svc.get("viid", "35040400001190000001"), svc.get("gb28181", "35040400001180000002")
     assert (a.community_code, a.placement) == (LD, "pending")
     assert (b.community_code, b.placement) == ("350404001201", "pending")
+    # a position (GA/T 1400 Longitude/Latitude, GB/T 28181 catalog Longitude/Latitude) and a catalog Address
+    with store.session() as s:
+        village = s.scalar(select(Address).where(Address.community_code == "350404001201",
+                                                 Address.level == "building"))
+        village.lon, village.lat = 117.70, 26.30
+        ld_building = s.scalar(select(Address).where(Address.community_code == LD, Address.level == "building"))
+        ld_name, ld_id = ld_building.full_name, ld_building.id
+    svc.upsert("viid", "35040400001190000003", name="APE3")
+    svc.upsert("gb28181", "35040400001180000004", name="NVR4")
+    assert propose(store, "viid", "35040400001190000003", longitude="117.7003", latitude="26.3002")
+    assert propose(store, "gb28181", "35040400001180000004", address_text=ld_name)
+    c, d = svc.get("viid", "35040400001190000003"), svc.get("gb28181", "35040400001180000004")
+    assert (c.community_code, c.placement, c.longitude) == ("350404001201", "pending", 117.7003)
+    assert (d.community_code, d.address_id, d.placement) == (LD, ld_id, "pending")
     # what an administrator placed is never overwritten by what the device says
     svc.upsert("gb28181", "35040400001180000002", community_code=LD, placement="placed")
     assert not propose(store, "gb28181", "35040400001180000002", civil_code="350405001001")
     assert svc.get("gb28181", "35040400001180000002").community_code == LD
+
+
+def test_county_admin_confirms_the_place_a_device_reported(store, tmp_path) -> None:
+    """A place the device reported (pending) is confirmed from the 待安置 list with one action, without typing
+    the address again; a device that reported nothing has nothing to confirm."""
+    from anfang.devices.placement import propose
+
+    build(store)
+    svc = DeviceService(store)
+    svc.upsert("viid", "35040400001190000001", name="APE")
+    svc.upsert("gb28181", "35040400001320000009", name="IPC")  # reported nothing: unplaced
+    assert propose(store, "viid", "35040400001190000001", place_code=LD)
+    with _app(store, tmp_path) as c:
+        login(c, "county")
+        todo = {d["device_id"]: d for d in c.get("/api/devices/unplaced").json()["items"]}
+        pending, unplaced = todo["35040400001190000001"], todo["35040400001320000009"]
+        assert pending["placement"] == "pending" and pending["community_code"] == LD
+        page = c.get("/devices/unplaced").text
+        assert page.count('data-testid="confirm-place"') == 1  # offered for the pending device only
+        assert '<tr data-placement="pending"><td class="mono">35040400001190000001</td><td>APE</td><td>VIID</td>' \
+               '<td>待确认</td>' in page  # as the help text calls it (not 待审核, the registration review)
+        bad = c.post(f"/api/devices/{unplaced['id']}/placement", json={"confirm": True})
+        assert bad.status_code == 422 and bad.json()["error"]["message"]
+        r = c.post(f"/api/devices/{pending['id']}/placement", json={"confirm": True})
+        assert r.status_code == 200, r.text
+        assert (r.json()["placement"], r.json()["community_code"]) == ("placed", LD)
+        assert r.json()["police_area_id"] == pending["police_area_id"] is not None
+        assert [d["device_id"] for d in c.get("/api/devices/unplaced").json()["items"]] == ["35040400001320000009"]
+        # the console form does the same
+        assert propose(store, "viid", "35040400001190000001", place_code=LD) is False  # placed: never overwritten
+        svc.upsert("gb28181", "35040400001320000008", name="IPC2")
+        assert propose(store, "gb28181", "35040400001320000008", civil_code="350404001201")
+        pk = svc.get("gb28181", "35040400001320000008").id
+        page = c.get("/devices/unplaced").text
+        token = page.split('name="csrf_token" value="')[1].split('"')[0]
+        form = c.post(f"/devices/{pk}/placement", data={"csrf_token": token, "confirm": "1"},
+                      follow_redirects=False)
+        assert form.status_code == 303 and "error" not in form.headers["location"]
+    dev = svc.get("gb28181", "35040400001320000008")
+    assert (dev.placement, dev.community_code) == ("placed", "350404001201")
 
 
 def test_ape_put_with_place_code_and_gb_catalog_civil_code_propose_a_place(store, tmp_path) -> None:

@@ -4,6 +4,7 @@ whole image being embedded. Real photos from ../shared/testdata/faces (skips whe
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from anfang.config import Settings
 from anfang.devices.service import DeviceService
 from anfang.viid.models import ViidObject
 from anfang.viid.simulator import ape_id, face, face_list, make_jpeg
+from test_web import login
 from world import PASSWORD, build
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "faces"
@@ -72,6 +74,8 @@ def test_watchlisted_smaller_face_in_a_two_person_photo_is_matched(live) -> None
     assert "拜登" in w["title"] and w["data"]["distance"] <= 0.45
     assert w["data"]["face_box"] and w["data"]["faces_in_capture"] >= 2
     assert (_faces_of(store, fid) or 0) >= 2
+    login(c, "police")  # the capture list says how many faces were found
+    assert re.search(r"检出 [2-9] 张人脸", c.get("/viid/captures", params={"kind": "face"}).text)
 
 
 def test_capture_without_a_face_is_marked_and_matches_nothing(live) -> None:
@@ -84,3 +88,6 @@ def test_capture_without_a_face_is_marked_and_matches_nothing(live) -> None:
     police = {"Authorization": "Bearer " + c.post("/api/auth/login", json={"username": "police",
                                                                           "password": PASSWORD}).json()["token"]}
     assert c.get("/api/warnings", headers=police).json()["items"] == []
+    login(c, "police")  # and the capture list shows it: 未检出人脸, not a silent nothing
+    page = c.get("/viid/captures", params={"kind": "face"}).text
+    assert 'data-testid="no-face"' in page and "未检出人脸" in page

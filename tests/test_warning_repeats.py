@@ -19,6 +19,7 @@ from anfang.config import Settings
 from anfang.core.events import EventKind
 from anfang.devices.service import DeviceService
 from anfang.viid.simulator import ape_id, face, face_list
+from test_web import login
 from world import PASSWORD, build
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "faces"
@@ -81,3 +82,50 @@ def test_repeat_sightings_update_the_warning_and_push_it(store, tmp_path) -> Non
             time.sleep(0.1)
         steps = [p["step"] for p in pushed]
         assert steps[:1] == ["raised"] and "updated" in steps  # the terminal is told of the repeat
+        login(c, "police")  # the officer's terminal lists the sightings with their times
+        page = c.get("/m/warnings").text
+        hit_list = page.split('data-testid="hit-list"')[1].split("</ol>")[0]
+        assert hit_list.count("<li") == 2 and hit_list.count("<time") == 2
+
+
+def test_one_person_enrolled_with_several_photos_is_one_warning_per_camera(store) -> None:
+    """A person is enrolled with several photos; the best-matching photo differs from capture to capture. Repeats of
+    that person at one camera are still one warning (hits 2), not one warning per enrolled photo."""
+    import asyncio
+    import itertools
+    from datetime import UTC, datetime
+
+    from anfang.core.events import Event
+    from anfang.warnings.engine import WarningEngine
+    from anfang.warnings.service import WarningService
+
+    w = build(store)
+    DeviceService(store).upsert("viid", APE, name="列东社区东门人脸抓拍", address_id=w.addr["ld"],
+                                community_code="350404001001")
+    entries = itertools.cycle((11, 12))  # best enrolled photo: differs per capture
+
+    async def matcher(e: Event) -> list[dict]:
+        n = next(entries)
+        return [{"watchlist_id": 1, "watchlist": "在逃人员", "entry_id": n, "label": "奥巴马", "person_id": None,
+                 "distance": 0.40 if n == 11 else 0.35, "similarity": 0.7, "image": f"/viid/images/{n}",
+                 "face_box": [0, 0, 10, 10], "face_detected": True, "faces_in_capture": 1}]
+
+    svc = WarningService(store)
+    engine = WarningEngine(store, None, svc, face_matcher=matcher)  # type: ignore[arg-type]
+
+    async def run(*sources: str) -> list[tuple[str, dict]]:
+        out = []
+        for source in sources:
+            ev = Event(kind=EventKind.face_capture, source=source, at=datetime.now(UTC), data={"image_ids": ["x"]})
+            for c in (await engine.evaluate(ev))[0]:
+                got = svc.raise_or_update(c)
+                if got is not None:
+                    out.append(got)
+        return out
+
+    steps = asyncio.run(run(APE, APE))
+    assert [s for s, _ in steps] == ["raised", "updated"]
+    v = steps[-1][1]
+    assert v["hits"] == 2 and v["data"]["distance"] == 0.35 and len(v["data"]["hit_list"]) == 2
+    # the same person at another camera is a warning of its own
+    assert [s for s, _ in asyncio.run(run(ape_id(10)))] == ["raised"]

@@ -1,7 +1,8 @@
 """Camera clocks: a device's own time (shot time, alarm time) against the platform's receive time.
 
 A camera whose clock is off by more than ``tolerance_s`` (5 minutes) is flagged on its device row
-(``attributes["clock"] = {"offset_s", "off", "checked_at"}``): the device page shows it, operations opens a
+(``attributes["clock"] = {"offset_s", "off", "checked_at"}``): the device page (GB/T 28181 ``/devices/{id}``;
+GA/T 1400 ``/viid/apes``) shows it, operations opens a
 ``clock`` work order (construction/operations.py), and the GB/T 28181 server makes such a device register again, so
 it sets its clock from the ``Date`` of the 200 (GB/T 28181-2016 9.10). Warnings never depend on it: their timers
 run on receive time (warnings/service.py).

@@ -186,23 +186,35 @@ def _check_device(p: Principal, dev: Device) -> None:
 
 
 def place_device(store: Store, p: Principal, pk: int, *, address_code: str | None = None,
-                 longitude: Any = None, latitude: Any = None) -> Device:
-    """Place one device at an address or a point (an administrator's placement: ``placed``), audited."""
+                 longitude: Any = None, latitude: Any = None, confirm: bool = False) -> Device:
+    """Place one device at an address or a point (an administrator's placement: ``placed``), audited. With
+    ``confirm`` (and no address or point) the place the device reported itself (``pending``) is accepted as it is."""
     from anfang.security import audit
 
     if p.role not in MANAGERS:
         raise Forbidden("仅管理员可安置设备 / only administrators place devices")
+    given = bool(address_code) or longitude not in (None, "") or latitude not in (None, "")
     with store.session() as s:
         dev = s.get(Device, pk)
         if dev is None:
             raise NotFound("设备不存在 / device not found")
         _check_device(p, dev)
-        place = _resolve(s, p, address_code, longitude, latitude)
-        apply(dev, place, PLACED, "console")
+        if confirm and not given:
+            if dev.placement != PENDING or not dev.community_code:
+                raise ValidationError("该设备没有待确认的自报位置，请选择地址或地图点 / "
+                                      "no reported place to confirm: give an address or a point")
+            if p.role is Role.county_admin and not dev.community_code.startswith(p.county_code or "-"):
+                raise Forbidden("只能安置到本县区 / only places in your county")
+            place = Place(dev.community_code, dev.police_area_id, dev.grid_id, dev.address_id)
+            apply(dev, place, PLACED, f"confirmed:{(dev.attributes or {}).get('placement_source', 'device')}")
+        else:
+            place = _resolve(s, p, address_code, longitude, latitude)
+            apply(dev, place, PLACED, "console")
         s.flush()
         s.expunge(dev)
     audit.record(store, p, "update", "device_placement", [dev.device_id],
-                 f"community={place.community_code} address={place.address_id or ''}")
+                 f"community={place.community_code} address={place.address_id or ''}"
+                 + (" confirmed" if confirm and not given else ""))
     return dev
 
 

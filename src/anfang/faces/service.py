@@ -104,8 +104,9 @@ class FaceWatchlistService:
     """Watchlists in the store, photos under ``data_dir``, one ANN index over every active entry (keys = entry ids).
 
     ``embedder``: used for image bytes given to :meth:`enrol` / :meth:`match` (created on first use). The server's
-    hot path embeds in worker processes (:class:`anfang.faces.workers.EmbedPool` or the NATS workers) and passes
-    the vector to :meth:`match`.
+    capture path (warnings/facematch.py) embeds every face of a capture off the event loop — in a worker thread, or
+    in :class:`anfang.faces.workers.EmbedPool` processes when given one — and passes each vector to
+    :meth:`match_vector`.
     """
 
     def __init__(self, store: Store, data_dir: str | Path, *, embedder: FaceEmbedder | None = None,

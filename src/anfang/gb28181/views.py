@@ -171,6 +171,7 @@ class PlacementIn(BaseModel):
     address_code: str | None = Field(None, max_length=40, description="标准地址编码")
     longitude: float | None = Field(None, description="经度（地图选点）")
     latitude: float | None = Field(None, description="纬度（地图选点）")
+    confirm: bool = Field(False, description="确认设备自报的位置（待确认）/ accept the place the device reported")
 
 
 @api.post("/{pk}/placement", summary="安置设备：选地址或地图点，社区、警务区、网格随之确定 / place a device")
@@ -178,7 +179,7 @@ def api_place(request: Request, p: CurrentPrincipal, pk: int, body: PlacementIn)
     from anfang.devices.placement import place_device
 
     dev = place_device(request.app.state.store, p, pk, address_code=body.address_code, longitude=body.longitude,
-                       latitude=body.latitude)
+                       latitude=body.latitude, confirm=body.confirm)
     return _device_dict(dev, _live(request))
 
 
@@ -323,7 +324,9 @@ _T = {
                                                        "CSV / XLSX: device_id, address_code or longitude, latitude"),
     "import": ("导入", "Import"), "import_done": ("导入完成", "Imported"), "errors": ("错误", "errors"),
     "row": ("行号", "Row"), "protocol": ("协议", "Protocol"), "placement": ("安置状态", "Placement"),
-    "community": ("社区", "Community"), "place_it": ("安置", "Place"), "address_code": ("地址编码", "address code"),
+    "community": ("社区", "Community"), "place_it": ("安置", "Place"),
+    "confirm_place": ("确认自报位置", "Confirm reported place"),
+    "place_pending": ("待确认", "reported, to confirm"), "address_code": ("地址编码", "address code"),
     "longitude": ("经度", "longitude"), "latitude": ("纬度", "latitude"),
     "map_pick": ("地图选点", "Pick on the map"),
     "map_help": ("先点某台设备的“地图选点”，再点地图：点在地址圆点上即选该地址，点在空白处即取该点经纬度"
@@ -384,7 +387,8 @@ def mount(app: FastAPI) -> None:
 
     @pages.post("/devices/{pk}/placement")
     def place_form(request: Request, p: CurrentPrincipal, pk: int, csrf_token: str = Form(""),
-                   address_code: str = Form(""), longitude: str = Form(""), latitude: str = Form("")) -> Response:
+                   address_code: str = Form(""), longitude: str = Form(""), latitude: str = Form(""),
+                   confirm: str = Form("")) -> Response:
         from anfang.core.errors import ValidationError
         from anfang.devices.placement import place_device
         from anfang.web.views import check_csrf
@@ -392,7 +396,7 @@ def mount(app: FastAPI) -> None:
         check_csrf(request, csrf_token)
         try:
             place_device(request.app.state.store, p, pk, address_code=address_code or None,
-                         longitude=longitude or None, latitude=latitude or None)
+                         longitude=longitude or None, latitude=latitude or None, confirm=confirm == "1")
         except ValidationError as exc:
             from urllib.parse import quote
 

@@ -50,6 +50,8 @@ i18n.STRINGS.update({
     "viid_shot_at": ("抓拍时间", "Captured at"),
     "viid_photo": ("照片", "Photo"),
     "viid_detail": ("特征", "Attributes"),
+    "viid_no_face": ("未检出人脸", "no face found"),
+    "viid_faces_found": ("检出 {n} 张人脸", "{n} face(s) found"),
     "viid_total": ("共 {n} 条", "{n} records"),
     "viid_total_more": ("超过 {n} 条（请缩小时间范围或指定设备）", "more than {n} records (narrow the time range or "
                         "name a device)"),
@@ -153,7 +155,8 @@ def search(store: Store, p: Principal, *, kind: str, device: str, plate: str, st
         out.append({"pk": r.id, "kind": r.kind, "object_id": r.object_id, "device_id": r.device_id,
                     "shot_at": r.shot_at.isoformat(),  # shown by the page with core.timefmt
                     "cursor": cursor_of(r.shot_at, r.id),
-                    "summary": _summary(r.kind, body), "image": thumbs.get(r.id)})
+                    "summary": _summary(r.kind, body), "image": thumbs.get(r.id),
+                    "faces": r.faces})  # faces the matcher found (None: not examined, 0: 未检出人脸)
     audit.record(store, p, "viid_search", "viid_objects", [o["object_id"] for o in out],
                  f"kind={kind} device={device} plate={plate}")
     return total, out
@@ -260,6 +263,8 @@ APES_PAGE = 200  # APEs a page (a city has thousands; the whole list was one pag
 
 @router.get("/viid/apes")
 def apes_page(request: Request, p: CurrentPrincipal, page: int = 1) -> Response:
+    from anfang.devices.clock import clock_label
+
     if p.role not in VIEWERS:
         raise Forbidden(i18n.translate("viid_forbidden"))
     page = max(page, 1)
@@ -277,7 +282,8 @@ def apes_page(request: Request, p: CurrentPrincipal, page: int = 1) -> Response:
     rows = [{"device_id": d.device_id, "name": d.name, "host": d.host or "", "community": d.community_code or "",
              "status": "online" if d.status == "online" and sessions.is_fresh(d.device_id) else
              ("unknown" if d.status == "unknown" else "offline"),
-             "last_seen": d.last_seen.isoformat() if d.last_seen else ""}
+             "last_seen": d.last_seen.isoformat() if d.last_seen else "",
+             "clock": clock_label(d.attributes)}  # 时钟偏差 … (devices/clock.py), None when on time
             for d in devs[:APES_PAGE]]
     pager = {"page": page, "prev": f"/viid/apes?page={page - 1}" if page > 1 else None,
              "next": f"/viid/apes?page={page + 1}" if more else None}

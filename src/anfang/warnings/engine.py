@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,16 @@ log = structlog.get_logger(__name__)
 FaceMatcher = Callable[[Event], Awaitable[list[dict[str, Any]]]]
 DOOR_METHODS = {"face": "刷脸", "card": "刷卡", "qrcode": "扫码", "password": "密码", "remote": "远程",
                 "exit_button": "出门按钮"}
+
+
+def face_dedup_key(match: dict[str, Any], source: str) -> str:
+    """One warning per watchlisted person and camera: keyed by the person (registry id, else the label), never by
+    the enrolled photo that matched best — a person enrolled with several photos matches a different one from
+    capture to capture, and each repeat must update the same warning."""
+    who = match.get("person_id")
+    if who is None:
+        who = "l" + hashlib.sha256(str(match.get("label") or match.get("entry_id")).encode()).hexdigest()[:16]
+    return f"face:{match.get('watchlist_id')}:{who}:{source}"
 
 
 class WarningEngine:
@@ -115,7 +126,7 @@ class WarningEngine:
                 return [Candidate(rule="face.watchlist", category="face", severity=1,
                                   title=f"布控人员：{m.get('label')}（{m.get('watchlist')}，相似度"
                                         f"{round(100 * float(m.get('similarity', 0)))}%）",
-                                  source=e.source, dedup_key=f"face:{m.get('entry_id')}:{e.source}", event=e,
+                                  source=e.source, dedup_key=face_dedup_key(m, e.source), event=e,
                                   data={**m, "capture_image": m.get("image") or d.get("image")}) for m in matches], []
             case EventKind.alarm:
                 kind = str(d.get("alarm_type") or d.get("type") or "alarm")

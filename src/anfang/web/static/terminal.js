@@ -41,6 +41,19 @@
       a.appendChild(el("p", "meta", "抓拍时间（设备）shot：" + String(w.data.shot_at).slice(0, 19).replace("T", " ") + " UTC"));
     }
     if (w.hits > 1) { var hp = el("p", null, "出现 " + w.hits + " 次 / seen " + w.hits + "×"); hp.setAttribute("data-testid", "hits"); a.appendChild(hp); }
+    if (w.data && w.data.hit_list && w.data.hit_list.length > 1) {
+      var ol = el("ol", "hit-list"); ol.setAttribute("data-testid", "hit-list"); ol.reversed = true;
+      w.data.hit_list.slice().reverse().forEach(function (hit) {
+        var li = el("li"), tm = el("time", null, String(hit.at || "").slice(0, 19).replace("T", " ") + " UTC");
+        tm.setAttribute("datetime", hit.at || ""); li.appendChild(tm);
+        if (hit.distance !== null && hit.distance !== undefined) { li.appendChild(document.createTextNode(" · 距离 " + hit.distance)); }
+        if (typeof hit.image === "string" && hit.image.charAt(0) === "/") {
+          li.appendChild(document.createTextNode(" · ")); var ha = el("a", null, "照片"); ha.href = hit.image; li.appendChild(ha);
+        }
+        ol.appendChild(li);
+      });
+      a.appendChild(ol);
+    }
     if (w.data && w.data.similarity) { a.appendChild(el("p", null, (L.similarity || "") + "：" + Math.round(100 * w.data.similarity) + "%")); }
     if (w.data && typeof w.data.image === "string" && w.data.image.charAt(0) === "/") {
       var ph = el("div", "wphotos"), cap = el("img"); cap.src = w.data.image; cap.alt = "capture"; ph.appendChild(cap);
