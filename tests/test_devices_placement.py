@@ -276,3 +276,23 @@ def test_ape_put_with_place_code_and_gb_catalog_civil_code_propose_a_place(store
         assert (d.community_code, d.placement) == ("350404001201", "pending")
 
     asyncio.run(scenario())
+
+
+def test_capture_device_list_scoped_like_the_device_list(store, tmp_path) -> None:
+    """/viid/apes uses the same device scope as /devices: the county admin sees the unplaced GA/T 1400 camera his
+    county's id names (his to place), the officer the cameras placed in his 警务区, nobody another county's."""
+    build(store)
+    svc = DeviceService(store)
+    svc.upsert("viid", "35040400001190000007", name="自注册卡口", review="pending")  # registered itself, unplaced
+    svc.upsert("viid", "35040400001190000008", name="列东卡口", community_code=LD)
+    svc.upsert("viid", "35040500001190000009", name="府西卡口", community_code="350405001001")
+    seen = {}
+    for user in ("county", "police"):
+        with _app(store, tmp_path) as c:
+            login(c, user)
+            page = c.get("/viid/apes")
+            assert page.status_code == 200
+            seen[user] = {d for d in ("35040400001190000007", "35040400001190000008", "35040500001190000009")
+                          if d in page.text}
+    assert seen["county"] == {"35040400001190000007", "35040400001190000008"}
+    assert seen["police"] == {"35040400001190000008"}

@@ -264,6 +264,7 @@ APES_PAGE = 200  # APEs a page (a city has thousands; the whole list was one pag
 @router.get("/viid/apes")
 def apes_page(request: Request, p: CurrentPrincipal, page: int = 1) -> Response:
     from anfang.devices.clock import clock_label
+    from anfang.gb28181.views import device_condition
 
     if p.role not in VIEWERS:
         raise Forbidden(i18n.translate("viid_forbidden"))
@@ -271,12 +272,8 @@ def apes_page(request: Request, p: CurrentPrincipal, page: int = 1) -> Response:
     store: Store = request.app.state.store
     sessions = request.app.state.viid.sessions
     with store.session() as s:
-        stmt = select(Device).where(Device.protocol == "viid")
-        if p.role is Role.county_admin:
-            stmt = stmt.where(Device.community_code.like(f"{p.county_code or '-'}%"))
-        elif p.role is Role.police:
-            stmt = stmt.where(Device.community_code.in_(
-                select(Address.community_code).where(Address.police_area_id == p.police_area_id).distinct()))
+        # the device scope of /devices (placement: the county's unplaced cameras to its admin, the officer's 警务区)
+        stmt = select(Device).where(Device.protocol == "viid", device_condition(p))
         devs = list(s.scalars(stmt.order_by(Device.device_id).offset((page - 1) * APES_PAGE).limit(APES_PAGE + 1)))
     more = len(devs) > APES_PAGE
     rows = [{"device_id": d.device_id, "name": d.name, "host": d.host or "", "community": d.community_code or "",
