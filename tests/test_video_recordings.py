@@ -175,8 +175,13 @@ def test_long_download_waits_for_approval_and_scope_holds(video, store) -> None:
             "end": (YESTERDAY + timedelta(hours=1)).isoformat(), "reason": "调取一小时录像"}
     r = c.post("/api/video/download", json=body)
     assert r.status_code == 202 and r.json()["error"]["code"] == "approval_pending"
+    other = devs[1].channels[0]["channel_id"]  # 府西社区: outside the officer's 警务区
+    range_ = {"start": YESTERDAY.isoformat(), "end": (YESTERDAY + timedelta(minutes=1)).isoformat()}
+    r = c.post("/api/video/playback", json={"channel_id": other, **range_})
+    assert r.status_code == 403 and "辖区" in r.json()["error"]["message"]
+    r = c.post("/api/video/download", json={**body, **range_, "channel_id": other})
+    assert r.status_code == 403
     login(c, "property")
-    other = devs[1].channels[0]["channel_id"]
     r = c.post("/api/video/playback", json={"channel_id": other, "start": YESTERDAY.isoformat(),
                                              "end": (YESTERDAY + timedelta(minutes=1)).isoformat()})
     assert r.status_code == 403
