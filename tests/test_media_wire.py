@@ -590,3 +590,23 @@ def test_playback_and_download_offers_carry_the_range_the_channel_and_a_playback
                             ssrc=live_ssrc).decode().splitlines()
     assert {"s=Play", "t=0 0", "y=0400000007"} <= set(lines) and not any(x.startswith("u=") for x in lines)
     assert sdp.parse("\r\n".join(lines)).subject == "Play"
+
+
+def test_ring_buffer_keeps_whole_gops_back_to_its_seconds_and_stays_bounded(monkeypatch) -> None:
+    from anfang.media import stream as stream_mod
+
+    clock = [1000.0]
+    monkeypatch.setattr(stream_mod.time, "time", lambda: clock[0])
+    r = stream_mod.Rendition("h264", ring_seconds=3.0)
+    r._keep(b"p" * 10, False)  # before the first keyframe: nothing to start from
+    assert r.ring_start() is None
+    for second in range(10):  # one GOP a second: a keyframe and 24 frames
+        for i in range(25):
+            clock[0] = 1000.0 + second + i / 25
+            r._keep(bytes(100), i == 0)
+    assert r.ring_start() == 1006.0  # the GOP holding now - 3 s (1006.96) starts at 1006: 3.96 s kept
+    assert r.ring_bytes == 4 * 25 * 100 and all(len(gop) == 25 for _, gop in r.ring)
+    monkeypatch.setattr(stream_mod, "RING_BYTES", 6000)  # a camera at a high bit rate: the byte bound wins
+    clock[0] += 0.04
+    r._keep(bytes(100), True)
+    assert r.ring_bytes <= 6000 and r.ring[0][0] == 1008.0

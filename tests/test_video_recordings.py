@@ -212,7 +212,7 @@ def test_a_warning_gets_the_clip_around_it_from_the_recording(video, store) -> N
                 else None
     assert _wait(lambda: clip() is not None, timeout=40, step=0.3)
     wid, created, info = clip()
-    assert info["channel_id"] == devs[0].channels[0]["channel_id"]
+    assert info["channel_id"] == devs[0].channels[0]["channel_id"] and info["source"] == "recording"  # nobody watched
     login(c, "police")
     data = c.get(f"/api/video/clips/{wid}").content
     with av.open(io.BytesIO(data)) as container:
@@ -223,6 +223,58 @@ def test_a_warning_gets_the_clip_around_it_from_the_recording(video, store) -> N
     assert "warning-clip" in c.get("/m/warnings").text  # the officer's card plays it
     login(c, "resident")
     assert c.get(f"/api/video/clips/{wid}").status_code in (403, 404)
+
+
+def test_a_warning_while_its_camera_is_watched_gets_the_clip_cut_from_the_ring_buffer(video, store) -> None:  # noqa: F811
+    """A stream already open: the seconds before the event come from the media node's ring buffer and the seconds
+    after from the stream itself; the NVR is not asked for a Download."""
+    from anfang.devices.models import Device
+    from anfang.devices.service import DeviceService
+    from anfang.warnings.models import Warning as WarningRow
+
+    c, sim, devs = video
+    sim.sim.live_timecode = True  # the live picture shows the Unix second it was made
+    clips = c.app.state.clips
+    clips.before, clips.after = 4.0, 3.0  # the service's 30 s / 60 s, shortened for the test
+    _in_officers_area(store, devs[0].device_id)
+    with store.session() as s:
+        addr = s.scalar(select(Device.address_id).where(Device.device_id == devs[0].device_id))
+    DeviceService(store).upsert("mqtt", "perimeter-ring", name="周界", community_code="350404001001",
+                                address_id=addr, place="perimeter")
+    login(c, "police")
+    channel = devs[0].channels[0]["channel_id"]
+    r = c.post("/api/video/live", json={"channel_id": channel})
+    assert r.status_code == 200, r.text
+    live = r.json()
+
+    def clip() -> tuple | None:
+        with store.session() as s:
+            w = s.scalar(select(WarningRow).where(WarningRow.source == "perimeter-ring"))
+            return (w.id, w.created_at, w.data["clip"]) if w is not None and (w.data or {}).get("clip") else None
+    with c.websocket_connect(f"{live['ws_url']}&token={live['token']}") as ws:
+        watch = Watch(ws)
+        assert watch.pump(25 * 6, timeout=20) >= 25 * 5  # six seconds watched: the ring holds them
+        invites = devs[0].invites
+        r = c.post("/api/iot/perimeter/perimeter-ring", json={"zone": "东侧", "alarm": True, "type": "intrusion"})
+        assert r.status_code == 202, r.text
+        deadline = time.monotonic() + 20
+        while clip() is None and time.monotonic() < deadline:
+            watch.pump(25, timeout=1)  # the officer goes on watching
+    assert clip() is not None
+    wid, created, info = clip()
+    assert info["channel_id"] == channel and info["source"] == "live"
+    assert devs[0].invites == invites  # cut from the open stream: no Download INVITE to the NVR
+    data = c.get(f"/api/video/clips/{wid}").content
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        pictures = list(container.decode(video=0))
+        start_time = float(pictures[0].pts * stream.time_base)
+    seconds = [read_timecode(p.to_ndarray(format="gray")) for p in pictures]
+    event = created.replace(tzinfo=UTC).timestamp() if created.tzinfo is None else created.timestamp()
+    # from the keyframe at or before event − 4 s (one per second) to event + 3 s
+    assert event - 4 - 2 <= seconds[0] <= event - 4 + 1, (seconds[0], event)
+    assert abs(seconds[-1] - (event + 3)) <= 2, (seconds[-1], event)
+    assert seconds == sorted(seconds) and start_time == 0  # in order, the file's time starts at 0
 
 
 def test_clips_expire_with_the_retention(tmp_path, store) -> None:
