@@ -136,7 +136,9 @@ class ClipService:
         False (nothing written) when no stream reaches back to ``start`` or it stops before ``end``."""
         stream = self._live_stream(channel_id)
         recorder = Viewer(queue=asyncio.Queue(), lossless=True, h265_ok=True)
-        if stream is None or not stream.record_from(recorder, start.timestamp()):
+        if stream is None or stream.source_codec != "h264":  # H.265: the recording's copy is transcoded to H.264
+            return False
+        if not stream.record_from(recorder, start.timestamp()):
             return False
         part = path.with_suffix(".live.part")
         complete = False
