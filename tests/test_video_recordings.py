@@ -13,9 +13,11 @@ import av
 import pytest
 from sqlalchemy import select
 
+from anfang.media.export import _overlay
 from anfang.media.testsrc import read_timecode
 from anfang.security.records import ExportRecord
 from anfang.security.trace import trace_bytes
+from anfang.security.watermark import Mark
 from test_video import _wait, video  # noqa: F401 - the fixture
 from test_web import login
 
@@ -144,16 +146,21 @@ def test_download_is_a_watermarked_export_that_trace_attributes(video, store) ->
     assert r.status_code == 202, r.text
     job = r.json()
     states = set()
+    asked, downloaded = time.monotonic(), None
 
     def done() -> bool:
-        nonlocal job
+        nonlocal job, downloaded
         job = c.get(f"/api/video/download/{job['id']}").json()
         states.add(job["state"])
+        if job["state"] != "downloading" and downloaded is None:
+            downloaded = time.monotonic() - asked
         return job["state"] in ("done", "failed")
     assert _wait(done, timeout=60, step=0.2), job
     assert job["state"] == "done", job
+    assert downloaded is not None and downloaded < 14, downloaded  # 20 s at the device's speed 4: about 5 s
     data = c.get(job["file"]).content
     with av.open(io.BytesIO(data)) as container:
+        title = container.metadata.get("title", "")
         pictures = list(container.decode(video=0))
     assert 20 * 25 * 0.9 <= len(pictures) <= 20 * 25 * 1.1  # the 20 seconds asked for
     first = read_timecode(pictures[0].to_ndarray(format="gray"))
@@ -163,6 +170,14 @@ def test_download_is_a_watermarked_export_that_trace_attributes(video, store) ->
     with store.session() as s:
         rec = s.scalar(select(ExportRecord).where(ExportRecord.kind == "video-download"))
         assert rec.reason == "核查周界报警" and rec.username == "police"
+        mark = Mark(rec.request_id, rec.fingerprint, rec.username, rec.display_name, rec.role, rec.at, rec.kind,
+                    rec.file_format)
+    # the visible watermark: the exporter and the time (Beijing) drawn on every picture, and in the file's title
+    assert "police" in title and mark.local_time in title and rec.request_id in title
+    text, shadow = _overlay(mark, pictures[0].width, pictures[0].height)
+    for picture in (pictures[0], pictures[-1]):
+        luma = picture.to_ndarray(format="gray")
+        assert luma[text].mean() > 200 and luma[shadow].mean() < 60, (luma[text].mean(), luma[shadow].mean())
     login(c, "city")
     assert c.get(f"/api/video/download/{job['id']}").status_code == 403  # only the requester
 
