@@ -48,7 +48,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                     community_code=other)
     store.dispose()
     env = {"ANFANG_SIP_ENABLED": "1", "ANFANG_SIP_PORT": str(_free_port()), "ANFANG_SIP_HOST": "127.0.0.1",
-           "ANFANG_SIP_SIMULATE": "2", "ANFANG_SIP_HEARTBEAT_INTERVAL": "10"}
+           "ANFANG_SIP_SIMULATE": "2", "ANFANG_SIP_HEARTBEAT_INTERVAL": "10",
+           "ANFANG_MEDIA_CLIP_BEFORE": "3", "ANFANG_MEDIA_CLIP_AFTER": "4"}  # alarm clips of 7 s, not 90
     with anfang_serve(data_dir, env) as base:
         yield {"base": base, "logins": logins, "other": ("property_other", police_pw), "db_url": db_url}
 
@@ -326,3 +327,35 @@ def test_cli_download_with_progress_is_traced_to_its_user(live, tmp_path) -> Non
         assert trace_file(store, out).findings[0].username == user
     finally:
         store.dispose()
+
+
+def test_perimeter_warning_plays_its_clip_on_the_console_and_the_phone_terminal(live, browser) -> None:  # noqa: ANN001
+    """Done means: on a perimeter warning the officer watches the clip around it (here 3 s before to 4 s after;
+    the service's 30 s / 60 s are settings) on the 预警中心 page and on the phone terminal's card."""
+    import time
+
+    r = httpx.post(live["base"] + "/api/iot/perimeter/perimeter-demo-01",
+                   json={"zone": "东侧围墙", "alarm": True, "type": "intrusion"}, timeout=10)
+    assert r.status_code == 202, r.text
+    played = {}
+    for path, viewport, mobile in (("/warnings", {"width": 1400, "height": 950}, False),
+                                   ("/m/warnings", {"width": 390, "height": 844}, True)):
+        context = browser.new_context(viewport=viewport, locale="zh-CN", is_mobile=mobile, has_touch=mobile)
+        page = context.new_page()
+        try:
+            _login(page, live["base"], *live["logins"]["police"])
+            clip = page.locator("[data-testid=warning]", has_text="周界").locator("[data-testid=warning-clip]").first
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                page.goto(live["base"] + path)
+                if clip.count():
+                    break
+                time.sleep(2)
+            assert clip.count(), f"no clip on {path}"
+            clip.evaluate("v => v.play()")
+            page.wait_for_function("v => v.currentTime > 1.5", arg=clip.element_handle(), timeout=15_000)
+            played[path] = clip.evaluate("v => ({d: v.duration, w: v.videoWidth, x: v.getBoundingClientRect().width})")
+        finally:
+            context.close()
+    assert all(5.5 <= v["d"] <= 9 and v["w"] > 0 for v in played.values()), played  # the 7 s around the event
+    assert played["/m/warnings"]["x"] <= 390  # fits the phone screen
