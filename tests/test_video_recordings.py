@@ -292,6 +292,44 @@ def test_a_warning_while_its_camera_is_watched_gets_the_clip_cut_from_the_ring_b
     assert seconds == sorted(seconds) and start_time == 0  # in order, the file's time starts at 0
 
 
+def test_a_warning_whose_clip_a_restart_lost_gets_it_when_the_service_starts(video, store) -> None:  # noqa: F811
+    """Clip jobs wait in memory; the service's start looks for the last hour's warnings without a clip and pulls
+    theirs from the NVR (a warning written while no clip service listened stands for one a restart lost)."""
+    import uuid
+
+    from anfang.registry.models import Address
+    from anfang.warnings.models import Warning as WarningRow
+
+    c, _sim, devs = video
+    clips = c.app.state.clips
+    clips.before, clips.after = 2.0, 3.0
+    with store.session() as s:
+        addr = s.scalar(select(Address).where(Address.community_code == "350404001001", Address.level == "building")
+                        .limit(1))
+        from anfang.devices.models import Device
+
+        s.query(Device).filter(Device.device_id == devs[0].device_id).update({"address_id": addr.id})
+        lost = WarningRow(uid=str(uuid.uuid4()), rule="perimeter.intrusion", category="alarm", title="周界入侵报警",
+                          source="perimeter-lost", dedup_key="lost", county_code="350404",
+                          community_code="350404001001", address_id=addr.id, police_area_id=addr.police_area_id,
+                          notify_roles="police", created_at=datetime.now(UTC) - timedelta(seconds=20))
+        old = WarningRow(uid=str(uuid.uuid4()), rule="perimeter.intrusion", category="alarm", title="周界入侵报警",
+                         source="perimeter-old", dedup_key="old", county_code="350404",
+                         community_code="350404001001", address_id=addr.id, police_area_id=addr.police_area_id,
+                         notify_roles="police", created_at=datetime.now(UTC) - timedelta(hours=3))
+        s.add_all([lost, old])
+        s.flush()
+        lost_id, old_id = lost.id, old.id
+    assert c.portal.call(clips.catch_up) == 1  # the last hour's warning only
+
+    def clip_of(wid: int) -> dict | None:
+        with store.session() as s:
+            return (s.get(WarningRow, wid).data or {}).get("clip")
+    assert _wait(lambda: clip_of(lost_id) is not None, timeout=40, step=0.3)
+    assert clip_of(lost_id)["source"] == "recording" and clip_of(old_id) is None
+    assert c.portal.call(clips.catch_up) == 0  # nothing left to catch up
+
+
 def test_clips_expire_with_the_retention(tmp_path, store) -> None:
     import os
 

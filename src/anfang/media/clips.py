@@ -6,7 +6,8 @@ the stream's until ``after`` (``source: "live"``, nothing asked of the NVR). Oth
 early, it is pulled from the device's (NVR's) recording by a Download once that time has passed. The card on the
 warning page and the officer's terminal plays it; every viewing is audited.
 
-Jobs wait in memory: a restart within ``after`` seconds of a warning loses its clip (noted in docs/video.md)."""
+Jobs wait in memory; when the service starts it looks for the warnings of the last ``catch_up`` seconds (an hour)
+that have no clip (a restart lost their jobs) and pulls theirs from the recording."""
 
 from __future__ import annotations
 
@@ -32,21 +33,52 @@ NO_CLIP = frozenset({"device"})  # a device going offline has nothing to film
 
 class ClipService:
     def __init__(self, store: Store, bus: Any, playback: PlaybackManager, folder: Path, *, before: float = 30.0,
-                 after: float = 60.0, speed: int = 4, keep_days: float = 90.0) -> None:
+                 after: float = 60.0, speed: int = 4, keep_days: float = 90.0, catch_up: float = 3600.0) -> None:
         self.store, self.bus, self.playback = store, bus, playback
         self.folder = Path(folder)
         self.before, self.after, self.speed = before, after, speed
         self.keep_days = keep_days  # clips older than this are deleted (the captures' retention by default)
+        self.catch_up_seconds = catch_up  # at start: the warnings this recent without a clip get theirs
         self._sub: Any = None
         self._tasks: set[asyncio.Task] = set()
+        self._pending: set[int] = set()  # warnings whose clip job runs
         self.made = self.failed = 0
 
     async def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._sub = await self.bus.subscribe(self.on_warning, kinds=[EventKind.warning])
-        task = asyncio.get_running_loop().create_task(self._expire_loop())
+        self._spawn(self._expire_loop())
+        await self.catch_up()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def catch_up(self) -> int:
+        """Start the clips of the recent warnings that have none (their jobs were lost with a restart); returns
+        how many were started."""
+        missing = await asyncio.to_thread(self.missing, datetime.now(UTC))
+        for w in missing:
+            self._pending.add(w["id"])
+            self._spawn(self._clip(w))
+        if missing:
+            log.info("warning_clips_catch_up", warnings=len(missing))
+        return len(missing)
+
+    def missing(self, now: datetime, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest warnings raised within ``catch_up_seconds`` of ``now`` that could have a clip and have none
+        (nor a job running)."""
+        from sqlalchemy import select
+
+        from anfang.warnings.models import Warning
+        from anfang.warnings.service import view
+
+        since = now - timedelta(seconds=self.catch_up_seconds)
+        with self.store.session() as s:
+            rows = s.scalars(select(Warning).where(Warning.created_at >= since, Warning.category.not_in(NO_CLIP))
+                             .order_by(Warning.id.desc()).limit(limit)).all()
+            return [view(w) for w in rows if not (w.data or {}).get("clip") and w.id not in self._pending]
 
     def expire(self, now: float | None = None) -> int:
         """Delete the clips older than ``keep_days``; returns how many."""
@@ -76,11 +108,16 @@ class ClipService:
         w = e.data.get("warning") or {}
         if e.data.get("step") != "raised" or not w.get("id") or w.get("category") in NO_CLIP:
             return
-        task = asyncio.get_running_loop().create_task(self._clip(w))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._pending.add(w["id"])
+        self._spawn(self._clip(w))
 
     async def _clip(self, w: dict[str, Any]) -> None:
+        try:
+            await self._make(w)
+        finally:
+            self._pending.discard(w["id"])
+
+    async def _make(self, w: dict[str, Any]) -> None:
         try:
             at = datetime.fromisoformat(w["created_at"]).astimezone(UTC)
         except (KeyError, ValueError):
