@@ -320,6 +320,7 @@ def test_cli_download_with_progress_is_traced_to_its_user(live, tmp_path) -> Non
                            "--password", password], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "EX" in proc.stdout and out.stat().st_size > 10_000
+    assert "100%" in proc.stdout and "━" in proc.stdout, proc.stdout  # the Rich progress bar, ended full
     from anfang.security.trace import trace_file
 
     store = Store(live["db_url"])
