@@ -81,3 +81,32 @@ def test_progress_measured_from_the_demo_devices(store) -> None:
     progress = measure_progress(store, datetime.now(UTC))
     assert sum(p.communities_built for p in progress.values()) == 6  # 8 communities, 2 below 基本型
     assert all(p.online_rate is None or 0 <= p.online_rate <= 1 for p in progress.values())
+
+
+def test_circular_reports_the_measured_recording_retention_per_county(store) -> None:
+    """The 30-day rule as measured on the cameras (RetentionCheck): the circular counts, per county, the cameras
+    whose retention was measured and those below 30 days; a declared figure is not a measurement."""
+    from sqlalchemy import select
+
+    from anfang.construction.report_pdf import circular_pdf
+    from anfang.devices.models import Device
+
+    generate(store, scale=0.02, seed=2021)
+    seed_demo(store, seed=2021, limit=8)
+    with store.session() as s:
+        cams = s.scalars(select(Device).where(Device.community_code.like("350404%"))
+                         .order_by(Device.id).limit(3)).all()
+        assert len(cams) == 3
+        measured = [("measured", 15.2), ("measured", 35.0), (None, 12.0)]  # the last one only declared
+        for d, (source, days) in zip(cams, measured, strict=True):
+            d.attributes = {**(d.attributes or {}), "retention_days": days,
+                            **({"retention_source": source} if source else {})}
+    progress = measure_progress(store, datetime.now(UTC))
+    assert (progress["350404"].retention_measured, progress["350404"].retention_short) == (2, 1)
+    st = rank_counties(PLAN, progress, month=6)
+    rows = list(load_workbook(io.BytesIO(circular_xlsx(st, 2021, 6))).active.iter_rows(values_only=True))
+    head = next(r for r in rows if r[0] == "排名")
+    sanyuan = next(r for r in rows if r[1] == "三元区")
+    cols = dict(zip(head, sanyuan, strict=True))
+    assert (cols["录像存储实测（台）"], cols["实测不足30天（台）"]) == (2, 1)
+    assert circular_pdf(st, 2021, 6, []).startswith(b"%PDF")

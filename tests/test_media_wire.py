@@ -566,3 +566,47 @@ def test_ps_without_psm_joined_mid_gop_guesses_the_codec_from_nal_headers() -> N
         assert [f.codec for f in got] == [codec] * (len(frames) - 3)
         assert [f.data for f in got] == [f.data for f in frames[3:]]
         assert [nal.guess_codec(f.data) for f in frames] == [codec] * len(frames)
+
+
+def test_playback_and_download_offers_carry_the_range_the_channel_and_a_playback_ssrc() -> None:
+    """GB/T 28181 9.8 / 9.9: s=Playback (Download), u=<channel>:0, t=<start> <end>, y= starting with 1, and the
+    download's a=downloadspeed; a live offer keeps s=Play, t=0 0 and a y= starting with 0."""
+    from anfang.media import sdp
+
+    realm = "3504000000"
+    live_ssrc, pb_ssrc = sdp.ssrc_for(realm, 7), sdp.ssrc_for(realm, 7, playback=True)
+    assert live_ssrc == "0400000007" and pb_ssrc == "1400000007" and len(pb_ssrc) == 10
+    channel = "35040000001320000001"
+    lines = sdp.build_offer(server_id="35040000002000000001", ip="127.0.0.1", port=30000, transport="UDP",
+                            ssrc=pb_ssrc, subject="Playback", channel_id=channel, start=1700000000,
+                            end=1700003600).decode().splitlines()
+    assert {"s=Playback", f"u={channel}:0", "t=1700000000 1700003600", "y=1400000007"} <= set(lines)
+    assert not any(x.startswith("a=downloadspeed") for x in lines)
+    lines = sdp.build_offer(server_id="35040000002000000001", ip="127.0.0.1", port=30000, transport="TCP-passive",
+                            ssrc=pb_ssrc, subject="Download", channel_id=channel, start=1700000000,
+                            end=1700003600, speed=4).decode().splitlines()
+    assert {"s=Download", f"u={channel}:0", "a=downloadspeed:4", "a=setup:passive"} <= set(lines)
+    lines = sdp.build_offer(server_id="35040000002000000001", ip="127.0.0.1", port=30000, transport="UDP",
+                            ssrc=live_ssrc).decode().splitlines()
+    assert {"s=Play", "t=0 0", "y=0400000007"} <= set(lines) and not any(x.startswith("u=") for x in lines)
+    assert sdp.parse("\r\n".join(lines)).subject == "Play"
+
+
+def test_ring_buffer_keeps_whole_gops_back_to_its_seconds_and_stays_bounded(monkeypatch) -> None:
+    from anfang.media import stream as stream_mod
+
+    clock = [1000.0]
+    monkeypatch.setattr(stream_mod.time, "time", lambda: clock[0])
+    r = stream_mod.Rendition("h264", ring_seconds=3.0)
+    r._keep(b"p" * 10, False)  # before the first keyframe: nothing to start from
+    assert r.ring_start() is None
+    for second in range(10):  # one GOP a second: a keyframe and 24 frames
+        for i in range(25):
+            clock[0] = 1000.0 + second + i / 25
+            r._keep(bytes(100), i == 0)
+    assert r.ring_start() == 1006.0  # the GOP holding now - 3 s (1006.96) starts at 1006: 3.96 s kept
+    assert r.ring_bytes == 4 * 25 * 100 and all(len(gop) == 25 for _, gop in r.ring)
+    monkeypatch.setattr(stream_mod, "RING_BYTES", 6000)  # a camera at a high bit rate: the byte bound wins
+    clock[0] += 0.04
+    r._keep(bytes(100), True)
+    assert r.ring_bytes <= 6000 and r.ring[0][0] == 1008.0

@@ -335,3 +335,25 @@ def test_records_and_ptz_api_scope_roles_and_audit(api) -> None:
     with c.app.state.store.session() as s:
         actions = list(s.scalars(select(AuditEntry.action).where(AuditEntry.action.like("video.%"))))
     assert actions.count("video.ptz") == 2 and actions.count("video.records.search") >= 3
+
+
+@SQLITE
+def test_ptz_pad_is_shown_to_the_roles_of_the_setting(api) -> None:
+    """The console's PTZ pad (device page and 监控中心) follows the setting ``ptz_roles``, as the API does."""
+    c, sim = api
+    mine = sim.sim.devices[0].channels[0]["channel_id"]
+    with c.app.state.store.session() as s:
+        pk = s.scalar(select(Device.id).where(Device.device_id == sim.sim.devices[0].device_id))
+    login(c, "police")
+    assert 'data-ptz="1"' in c.get(f"/devices/{pk}").text and 'data-ptz="1"' in c.get("/video/wall").text
+    settings = c.app.state.settings
+    old = settings.ptz_roles
+    settings.ptz_roles = ["city_admin"]  # this city lets only its admins steer
+    try:
+        assert 'data-ptz="0"' in c.get(f"/devices/{pk}").text and 'data-ptz="0"' in c.get("/video/wall").text
+        assert c.post("/api/video/ptz", json={"channel_id": mine, "action": "left"}).status_code == 403
+        settings.ptz_roles = ["property_staff"]
+        login(c, "property")
+        assert 'data-ptz="1"' in c.get(f"/devices/{pk}").text
+    finally:
+        settings.ptz_roles = old

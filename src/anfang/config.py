@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     media_clips: bool = True  # every warning with a linked camera gets the recording around it (报警录像)
     media_clip_before: float = 30.0  # seconds before the event
     media_clip_after: float = 60.0  # seconds after it
+    # live streams keep this many seconds (whole GOPs, ≤ 48 MiB each) so that a warning on a camera being watched
+    # gets its clip from the open stream; 0: every clip is pulled from the NVR's recording
+    media_ring_seconds: float = 35.0
     media_secret: str | None = Field(default=None, repr=False,
                                      description="shared secret of console and media nodes (stream tokens)")
     media_embedded: bool = True  # a media node inside serve/demo; false: only `anfang media` nodes (NATS)

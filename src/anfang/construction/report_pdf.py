@@ -265,6 +265,12 @@ def circular_pdf(standings: Sequence[Any], year: int, month: int, notes: Sequenc
              f"“居安工程”视频监控任务 {plan_h} 路，已建 {channels} 路。"
              + (f"4月底前先行任务 {early['target']} 路，截至 {early['by']} 已建 {early['done']} 路"
                 f"（{'已完成' if early['met'] else '未完成'}）。" if early else ""))
+    measured = sum(getattr(s.progress, "retention_measured", 0) for s in ranked)
+    short = [s for s in ranked if getattr(s.progress, "retention_short", 0)]
+    doc.para(f"录像存储（每日查询各摄像机最早录像的实测值）：实测 {measured} 台，不足 30 天 "
+             f"{sum(s.progress.retention_short for s in short)} 台"
+             + (f"（{'、'.join(f'{s.plan.county} {s.progress.retention_short} 台' for s in short)}，已派运维工单）。"
+                if short else "。"))
     doc.heading("二、各县（市、区）得分排名")
     doc.hbars([f"{s.rank}. {s.plan.county}" for s in ranked], [s.score for s in ranked], 100.0,
               reds=[s.lagging for s in ranked])

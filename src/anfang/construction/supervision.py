@@ -22,7 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from anfang.construction import operations
 from anfang.construction.tiers import evaluate, load_rules, subsystem_of
@@ -126,6 +126,8 @@ class Progress:
     channels_built: int = 0
     online_rate: float | None = None
     communities_accepted: int = 0  # communities whose project was accepted (验收)
+    retention_measured: int = 0  # cameras whose recording retention was measured (construction/retention.py)
+    retention_short: int = 0  # of them, measured below the 30 days of the spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +211,27 @@ def measure_progress(store: Store, day: datetime,
     from anfang.construction.projects import accepted_communities
 
     accepted = accepted_communities(store)
-    return {c: Progress(built.get(c, 0), channels.get(c, 0), rates.get(c), accepted.get(c, 0))
-            for c in set(built) | set(channels) | set(rates) | set(accepted)}
+    kept = measured_retention(store, base)
+    return {c: Progress(built.get(c, 0), channels.get(c, 0), rates.get(c), accepted.get(c, 0), *kept.get(c, (0, 0)))
+            for c in set(built) | set(channels) | set(rates) | set(accepted) | set(kept)}
+
+
+def measured_retention(store: Store, cond: list[Any]) -> dict[str, tuple[int, int]]:
+    """Per county: ``(cameras with a measured recording retention, of them below min_retention_days)`` — the
+    value ``RetentionCheck`` asks of each camera (``retention_source: "measured"``), never a declared figure."""
+    from anfang.construction.specs import load_spec_rules
+
+    least = load_spec_rules().min_retention_days
+    days = Device.attributes["retention_days"].as_float()
+    out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    with store.session() as s:
+        for code, n, short in s.execute(
+                select(Device.community_code, func.count(), func.sum(case((days < least, 1), else_=0)))
+                .where(*cond, Device.attributes["retention_source"].as_string() == "measured")
+                .group_by(Device.community_code)):
+            out[code[:6]][0] += int(n)
+            out[code[:6]][1] += int(short or 0)
+    return {c: (v[0], v[1]) for c, v in out.items()}
 
 
 def circular_xlsx(standings: list[Standing], year: int, month: int, warnings: Iterable[str] = ()) -> bytes:
@@ -229,9 +250,11 @@ def circular_xlsx(standings: list[Standing], year: int, month: int, warnings: It
     ws.append([f"生成时间 {timefmt.fmt(datetime.now(UTC), seconds=False)}；得分 = {formula}"])
     for w in warnings:
         ws.append([f"注意：{w}"])
+    ws.append(["录像存储为各摄像机的实测值（每日查询设备最早的录像），未实测的不计"])
     ws.append([])
     head = ["排名", "县（市、区）", "小区任务（个）", "已建小区（个）", "小区完成率", "居安工程任务（路）",
-            "已建（路）", "居安完成率", "在线率", "得分", "进度滞后", "滞后原因", "已验收（个）"]
+            "已建（路）", "居安完成率", "在线率", "得分", "进度滞后", "滞后原因", "已验收（个）", "录像存储实测（台）",
+            "实测不足30天（台）"]
     ws.append(head)
     head_row = ws.max_row
     for cell in ws[head_row]:
@@ -242,14 +265,15 @@ def circular_xlsx(standings: list[Standing], year: int, month: int, warnings: It
         ws.append([st.rank, st.plan.county, st.plan.communities, st.progress.communities_built,
                    st.community_share, st.plan.channels, st.progress.channels_built, st.channel_share,
                    st.progress.online_rate, st.score, "是" if st.lagging else "否", "；".join(st.lagging_reasons),
-                   st.progress.communities_accepted])
+                   st.progress.communities_accepted, st.progress.retention_measured,
+                   st.progress.retention_short])
         row = ws[ws.max_row]
         for i in (4, 7, 8):
             row[i].number_format = "0.0%"
         if st.lagging:
             for cell in row:
                 cell.fill = red
-    for col, width in zip("ABCDEFGHIJKLM", (6, 12, 10, 10, 10, 12, 10, 10, 8, 8, 8, 48, 10), strict=True):
+    for col, width in zip("ABCDEFGHIJKLMNO", (6, 12, 10, 10, 10, 12, 10, 10, 8, 8, 8, 48, 10, 12, 12), strict=True):
         ws.column_dimensions[col].width = width
     ws.freeze_panes = ws.cell(row=head_row + 1, column=1)
     plan = wb.create_sheet("任务分配")

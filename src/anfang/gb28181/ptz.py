@@ -27,6 +27,14 @@ _PTZ_BITS = {"right": 0x01, "left": 0x02, "down": 0x04, "up": 0x08, "zoomin": 0x
 _LENS_BITS = {"focusfar": 0x41, "focusnear": 0x42, "irisopen": 0x44, "irisclose": 0x48}
 _PRESET = {"preset_set": 0x81, "preset_call": 0x82, "preset_delete": 0x83}
 ACTIONS = ("stop", *_PTZ_BITS, *_LENS_BITS, *_PRESET)
+DEFAULT_PTZ_ROLES = ("city_admin", "county_admin", "police")  # the setting ``ptz_roles`` when it is empty
+
+
+def may_steer(settings: object, role: object) -> bool:
+    """The roles of the setting ``ptz_roles`` may steer cameras: the API accepts their PTZ commands and the console
+    shows them the PTZ pad."""
+    roles = getattr(settings, "ptz_roles", None) or DEFAULT_PTZ_ROLES
+    return str(role) in {str(r) for r in roles}
 
 
 class PtzError(ValueError):

@@ -16,7 +16,7 @@ from sqlalchemy import or_, select
 
 from anfang.core.errors import Forbidden, ValidationError
 from anfang.gb28181.manscdp.xml import CHINA_TZ
-from anfang.gb28181.ptz import ACTIONS, device_control, ptz_cmd
+from anfang.gb28181.ptz import ACTIONS, device_control, may_steer, ptz_cmd
 from anfang.gb28181.records import RecordSearch
 from anfang.media.access import VideoFailed, VideoUnavailable
 from anfang.media.control import VideoError
@@ -24,8 +24,6 @@ from anfang.security import audit
 from anfang.security.views import CurrentPrincipal
 
 api = APIRouter(prefix="/api/video", tags=["video 视频"])
-DEFAULT_PTZ_ROLES = ("city_admin", "county_admin", "police")
-
 
 
 def record_search(app: Any) -> RecordSearch:
@@ -96,9 +94,7 @@ class PtzIn(BaseModel):
 async def ptz(request: Request, p: CurrentPrincipal, body: PtzIn) -> dict[str, Any]:
     from anfang.media.access import channel_in_scope
 
-    settings = getattr(request.app.state, "settings", None)
-    allowed = {str(r) for r in (getattr(settings, "ptz_roles", None) or DEFAULT_PTZ_ROLES)}
-    if str(p.role) not in allowed:
+    if not may_steer(getattr(request.app.state, "settings", None), p.role):
         raise Forbidden("无权控制云台 / not allowed to steer cameras")
     store = request.app.state.store
     channel, device = await run_in_threadpool(channel_in_scope, store, p, body.channel_id)

@@ -465,7 +465,8 @@ class Simulator:
         session = (offer["session"] or "Play").lower()
         transport = "TCP" if offer["tcp"] else "UDP"
         if session != "play" or self.live_timecode:  # recordings (and, when asked, live) are made on the fly
-            start, end = offer["range"] or (time.time(), 0)
+            # live: the current time (its offer says t=0 0); recordings: the t= range asked for
+            start, end = offer["range"] if session != "play" and offer["range"] else (time.time(), 0)
             view = self._view(dev, channel_id)
             sender: RtpPsSender = await asyncio.to_thread(
                 PlaybackSender, start=float(start), end=float(end) if session != "play" else None,

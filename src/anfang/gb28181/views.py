@@ -414,8 +414,11 @@ def mount(app: FastAPI) -> None:
             for e in trace["items"]:
                 e["local"] = datetime.fromisoformat(e["at"]).astimezone(tz).strftime("%m-%d %H:%M:%S.%f")[:-3]
             trace["zone"] = tz.key
+        from anfang.gb28181.ptz import may_steer
+
         return await run_in_threadpool(render, request, "gb_device.html", p, nav="devices", g=g(request), d=data,
-                                       type_name=_type_name, trace=trace)
+                                       type_name=_type_name, trace=trace,
+                                       ptz=may_steer(request.app.state.settings, p.role))
 
     @pages.post("/devices/{pk}/trace")
     def device_trace_start(request: Request, p: CurrentPrincipal, pk: int, csrf_token: str = Form(""),

@@ -34,6 +34,7 @@ class NodeConfig:
     media_timeout: float = 8.0  # seconds from INVITE to the first keyframe before the viewer is told
     stall_timeout: float = 10.0  # seconds without media in a playing stream -> failed
     keep_audio: bool = False
+    ring_seconds: float = 0.0  # live streams keep this much in a ring buffer for alarm clips (0: none)
 
 
 ViewEnd = Callable[[tokens.StreamClaims, float, float, str], Awaitable[None] | None]
@@ -91,7 +92,8 @@ class MediaNode:
         if old is not None:
             await old.close()
         stream = LiveStream(key, channel_id, ssrc=ssrc, transport=transport, name=name,
-                            keep_audio=self.config.keep_audio)
+                            keep_audio=self.config.keep_audio,
+                            ring_seconds=self.config.ring_seconds if key.startswith("live-") else 0.0)
         port = await self._listen(stream)
         self.streams[key] = stream
         return {"ip": self.config.rtp_ip, "port": port, "node_id": self.config.node_id}

@@ -55,7 +55,7 @@ def mount(app: FastAPI) -> None:
         v = labels(lang_of(request))
         enabled = getattr(request.app.state, "live", None) is not None
         return await run_in_threadpool(render, request, "video_wall.html", p, nav="video_wall", V=v,
-                                       layout=layout, enabled=enabled, ptz=_ptz_allowed(request, p))
+                                       layout=layout, enabled=enabled, ptz=ptz_allowed(request, p))
 
     @pages.get("/video/channel/{channel_id}")
     async def channel_page(request: Request, p: CurrentPrincipal, channel_id: str) -> HTMLResponse:
@@ -67,7 +67,7 @@ def mount(app: FastAPI) -> None:
         return await run_in_threadpool(render, request, "video_channel.html", p, nav="video_wall",
                                        V=labels(lang_of(request)), channel=ch.channel_id, name=ch.name or ch.channel_id,
                                        device_name=dev.name or dev.device_id, device_pk=dev.id,
-                                       address=ch.address_text or "", enabled=enabled, ptz=_ptz_allowed(request, p))
+                                       address=ch.address_text or "", enabled=enabled, ptz=ptz_allowed(request, p))
 
     @pages.get("/video/playback")
     async def playback_page(request: Request, p: CurrentPrincipal, channel: str = "", date: str = "") -> HTMLResponse:
@@ -87,17 +87,16 @@ def mount(app: FastAPI) -> None:
         ch, _dev = await run_in_threadpool(channel_in_scope, request.app.state.store, p, channel)
         return await run_in_threadpool(render, request, "video_playback.html", p, nav="video_wall",
                                        V=labels(lang_of(request)), channel=ch.channel_id, name=ch.name or ch.channel_id,
-                                       day=day, ptz=_ptz_allowed(request, p))
+                                       day=day, ptz=ptz_allowed(request, p))
 
     app.include_router(pages)
 
 
-def _ptz_allowed(request: Request, p: Any) -> bool:
-    settings = getattr(request.app.state, "settings", None)
-    from anfang.gb28181.records_views import DEFAULT_PTZ_ROLES
+def ptz_allowed(request: Request, p: Any) -> bool:
+    """May this user steer cameras: the roles of the setting ``ptz_roles`` (the PTZ pad is shown to them)."""
+    from anfang.gb28181.ptz import may_steer
 
-    roles = getattr(settings, "ptz_roles", None) or DEFAULT_PTZ_ROLES
-    return str(p.role) in {str(r) for r in roles}
+    return may_steer(getattr(request.app.state, "settings", None), p.role)
 
 
 def player_labels(request: Request) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ log = structlog.get_logger(__name__)
 VIEWER_QUEUE = 200  # fragments (8 s at 25 fps) a viewer may fall behind before it skips to the next keyframe
 GOP_LIMIT = 150  # frames kept from the last keyframe (a second viewer starts at once); more: keep only newer
 GOP_BYTES = 16 * 1024 * 1024
+RING_BYTES = 48 * 1024 * 1024  # the ring buffer of one live stream (alarm clips) never holds more
 
 
 @dataclass(eq=False)
@@ -73,13 +75,18 @@ class Viewer:
 
 
 class Rendition:
-    """One output of the stream (the source codec, or H.264 transcoded from H.265) with its GOP cache."""
+    """One output of the stream (the source codec, or H.264 transcoded from H.265) with its GOP cache and, when
+    ``ring_seconds`` is set, a ring buffer of whole GOPs covering at least the last ``ring_seconds`` (alarm clips
+    cut from a stream that was already open: ``anfang.media.clips``)."""
 
-    def __init__(self, codec: str, audio: bool = False) -> None:
+    def __init__(self, codec: str, audio: bool = False, ring_seconds: float = 0.0) -> None:
         self.muxer = Fmp4Muxer(codec, audio=audio)
         self.viewers: set[Viewer] = set()
         self.gop: list[bytes] = []
         self.gop_bytes = 0
+        self.ring_seconds = ring_seconds
+        self.ring: deque[tuple[float, list[bytes]]] = deque()  # (wall time of the keyframe, the GOP's fragments)
+        self.ring_bytes = 0
 
     def header(self) -> list[bytes | dict]:
         info = self.muxer.info
@@ -94,6 +101,8 @@ class Rendition:
         if self.muxer.init is not None and self.muxer.init is not before:
             head = self.header()
             self.gop, self.gop_bytes = [], 0
+            self.ring.clear()  # a new init segment: the older fragments do not belong to it
+            self.ring_bytes = 0
             for viewer in self.viewers:
                 viewer.waiting_key = True
                 for item in head:
@@ -104,16 +113,42 @@ class Rendition:
             if len(self.gop) < GOP_LIMIT and self.gop_bytes < GOP_BYTES:
                 self.gop.append(data)
                 self.gop_bytes += len(data)
+            if self.ring_seconds > 0:
+                self._keep(data, key)
             for viewer in self.viewers:
                 viewer.offer(data, key)
 
-    def attach(self, viewer: Viewer) -> None:
+    def _keep(self, data: bytes, key: bool) -> None:
+        now = time.time()
+        if key:
+            self.ring.append((now, []))
+        elif not self.ring:
+            return  # the ring starts at a keyframe
+        self.ring[-1][1].append(data)
+        self.ring_bytes += len(data)
+        # drop whole GOPs: the oldest kept one starts at or before now - ring_seconds
+        while len(self.ring) > 1 and (self.ring[1][0] <= now - self.ring_seconds or self.ring_bytes > RING_BYTES):
+            self.ring_bytes -= sum(len(x) for x in self.ring.popleft()[1])
+
+    def ring_start(self) -> float | None:
+        """Wall time (Unix seconds) of the oldest picture in the ring buffer."""
+        return self.ring[0][0] if self.ring else None
+
+    def attach(self, viewer: Viewer, since: float | None = None) -> None:
+        """Start ``viewer`` at the newest keyframe (the GOP cache), or with ``since`` (Unix seconds) at the ring
+        buffer's last keyframe at or before that time."""
         self.viewers.add(viewer)
         head = self.header()
         if head:
             viewer.waiting_key = True
             for item in head:
                 viewer.offer(item, head=True)
+            if since is not None and self.ring:
+                first = max((i for i, (t, _) in enumerate(self.ring) if t <= since), default=0)
+                for _t, gop in list(self.ring)[first:]:
+                    for i, data in enumerate(gop):
+                        viewer.offer(data, key=i == 0)
+                return
             for i, data in enumerate(self.gop):
                 viewer.offer(data, key=i == 0)
 
@@ -125,8 +160,10 @@ class LiveStream:
     """Receives one device stream and serves it to any number of viewers."""
 
     def __init__(self, key: str, channel_id: str, *, ssrc: int | None, transport: str, name: str = "",
-                 keep_audio: bool = False, on_state: Callable[[LiveStream], None] | None = None) -> None:
+                 keep_audio: bool = False, on_state: Callable[[LiveStream], None] | None = None,
+                 ring_seconds: float = 0.0) -> None:
         self.key, self.channel_id, self.name = key, channel_id, name
+        self.ring_seconds = ring_seconds  # the source rendition keeps this much for alarm clips (0: none)
         self.ssrc = ssrc
         self.transport = transport  # UDP | TCP-passive (the device connects) | TCP-active (we connect)
         self.allowed_hosts: set[str] = set()
@@ -209,7 +246,8 @@ class LiveStream:
                 self.recent.append(frame)
             native = self.renditions.get(frame.codec)
             if native is None:
-                native = self.renditions[frame.codec] = Rendition(frame.codec, audio=self._has_audio())
+                native = self.renditions[frame.codec] = Rendition(frame.codec, audio=self._has_audio(),
+                                                                  ring_seconds=self.ring_seconds)
             native.push(frame)
             if frame.keyframe and self._pending_position is not None and native.muxer._last_dts is not None:
                 self.anchor = {"type": "position", "t": self._pending_position,
@@ -283,6 +321,19 @@ class LiveStream:
             viewer.offer(self.anchor)
         if self.state == "playing":
             self._attach(viewer)
+
+    def record_from(self, viewer: Viewer, since: float, slack: float = 1.0) -> bool:
+        """Attach a recorder (a lossless viewer) to the source rendition starting from the ring buffer's keyframe at
+        or before ``since`` (Unix seconds); False when the stream is not playing or its ring does not reach back
+        to ``since`` (within ``slack`` seconds: one GOP)."""
+        native = self.renditions.get(self.source_codec or "")
+        oldest = native.ring_start() if native is not None else None
+        if self.state != "playing" or native is None or oldest is None or oldest > since + slack:
+            return False
+        self.viewers.add(viewer)
+        self.idle_since = None
+        native.attach(viewer, since=since)
+        return True
 
     def remove_viewer(self, viewer: Viewer) -> None:
         self.viewers.discard(viewer)

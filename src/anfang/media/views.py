@@ -321,7 +321,8 @@ def install(app: FastAPI, settings: Any) -> None:
     node = MediaNode(NodeConfig(node_id=f"{settings.node_id}-media", bind_host=bind,
                                 rtp_ip=rtp_ip, public_url="", port_min=settings.media_port_min,
                                 port_max=settings.media_port_max, media_timeout=settings.media_timeout,
-                                keep_audio=settings.media_audio),
+                                keep_audio=settings.media_audio,
+                                ring_seconds=settings.media_ring_seconds if settings.media_clips else 0.0),
                      app.state.media_secret, on_view_end=_view_ended(app.state.store))
     directory.add(LocalNode(node))
     app.state.media_node = node

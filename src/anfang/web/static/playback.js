@@ -63,6 +63,7 @@
     function control(body) { return session ? api("/api/video/playback/" + session.key + "/control", body) : null; }
     line.addEventListener("click", function (ev) {
       var r = line.getBoundingClientRect(), t = Math.floor(dayStart + (ev.clientX - r.left) / r.width * DAY);
+      line.setAttribute("data-chosen", String(t));  // the recording second asked for (Unix)
       if (session && !player.ended && player.info) {
         control({action: "seek", at: new Date(t * 1000).toISOString()}).then(function (res) {
           if (!res.ok) { session = null; start(t); }

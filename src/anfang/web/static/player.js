@@ -64,23 +64,58 @@
 
   Player.prototype.ptz = function (action) {
     if (!this.channelId) { return; }
+    var body = {channel_id: this.channelId, action: action, speed: this.ptzSpeed ? Number(this.ptzSpeed.value) : 160};
+    if (action.indexOf("preset_") === 0) {
+      var n = Math.round(Number(this.ptzPreset.value));
+      if (!(n >= 1 && n <= 255)) { this.ptzPreset.focus(); return; }
+      body.preset = n;
+    }
     fetch("/api/video/ptz", {method: "POST", credentials: "same-origin",
-      headers: {"Content-Type": "application/json"}, body: JSON.stringify({channel_id: this.channelId, action: action, speed: 160})})
+      headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)})
       .catch(function () { /* the next press tries again */ });
   };
 
+  // PTZ pad (roles of the setting ptz_roles): pan / tilt (held: moves until released), zoom / focus / iris (held),
+  // speed, presets 1-255 set / call / delete (clicks).
+  var PTZ_HELD = [["upleft", "↖"], ["up", "↑"], ["upright", "↗"], ["left", "←"], ["stop", "■"], ["right", "→"],
+    ["downleft", "↙"], ["down", "↓"], ["downright", "↘"],
+    ["zoomin", "+"], ["focusnear", "近"], ["irisopen", "亮"], ["zoomout", "−"], ["focusfar", "远"], ["irisclose", "暗"]];
+  var PTZ_TITLES = {upleft: "左上", up: "上", upright: "右上", left: "左", stop: "停止", right: "右", downleft: "左下",
+    down: "下", downright: "右下", zoomin: "变倍+（放大）", zoomout: "变倍−（缩小）", focusnear: "聚焦近",
+    focusfar: "聚焦远", irisopen: "光圈开（亮）", irisclose: "光圈关（暗）", preset_set: "设置预置位",
+    preset_call: "调用预置位", preset_delete: "删除预置位", speed: "云台速度", preset: "预置位编号（1–255）"};
   Player.prototype.ptzPad = function () {
     var self = this, pad = el("div", "ptz-pad");
-    [["upleft", "↖"], ["up", "↑"], ["upright", "↗"], ["left", "←"], ["stop", "■"], ["right", "→"],
-     ["downleft", "↙"], ["down", "↓"], ["downright", "↘"], ["zoomin", "+"], ["zoomout", "−"]].forEach(function (a) {
-      var b = el("button", "ptz-" + a[0], a[1]);
-      b.type = "button"; b.title = a[0]; b.setAttribute("data-testid", "ptz-" + a[0]);
+    function button(a, text) {
+      var b = el("button", "ptz-" + a, text);
+      b.type = "button"; b.title = PTZ_TITLES[a] || a; b.setAttribute("aria-label", b.title);
+      b.setAttribute("data-testid", "ptz-" + a);
+      pad.appendChild(b);
+      return b;
+    }
+    PTZ_HELD.forEach(function (a) {
+      var b = button(a[0], a[1]);
       b.addEventListener("pointerdown", function (ev) { ev.preventDefault(); self.ptz(a[0]); });
       if (a[0] !== "stop") {
         b.addEventListener("pointerup", function () { self.ptz("stop"); });
         b.addEventListener("pointerleave", function (ev) { if (ev.buttons) { self.ptz("stop"); } });
       }
-      pad.appendChild(b);
+    });
+    this.ptzSpeed = el("select", "ptz-speed");
+    this.ptzSpeed.title = PTZ_TITLES.speed; this.ptzSpeed.setAttribute("aria-label", PTZ_TITLES.speed);
+    this.ptzSpeed.setAttribute("data-testid", "ptz-speed");
+    [["64", "慢"], ["160", "中"], ["255", "快"]].forEach(function (o) {
+      var opt = el("option", "", "速度 " + o[1]); opt.value = o[0]; self.ptzSpeed.appendChild(opt);
+    });
+    this.ptzSpeed.value = "160";
+    pad.appendChild(this.ptzSpeed);
+    this.ptzPreset = el("input", "ptz-preset");
+    this.ptzPreset.type = "number"; this.ptzPreset.min = "1"; this.ptzPreset.max = "255"; this.ptzPreset.value = "1";
+    this.ptzPreset.title = PTZ_TITLES.preset; this.ptzPreset.setAttribute("aria-label", PTZ_TITLES.preset);
+    this.ptzPreset.setAttribute("data-testid", "ptz-preset");
+    pad.appendChild(this.ptzPreset);
+    [["preset_set", "置"], ["preset_call", "调"], ["preset_delete", "删"]].forEach(function (a) {
+      button(a[0], a[1]).addEventListener("click", function () { self.ptz(a[0]); });
     });
     this.box.appendChild(pad);
   };
