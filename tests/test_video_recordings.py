@@ -79,14 +79,18 @@ def test_playback_shows_the_chosen_time_and_obeys_speed_seek_and_pause(video) ->
         assert w.pump(25) == 25
         assert abs(w.seconds[0] - YESTERDAY.timestamp()) <= 1  # the recording of the chosen second
         assert any(m["type"] == "position" and abs(m["t"] - YESTERDAY.timestamp()) < 1 for m in w.messages)
-        # 2x: about twice the frames per second of wall time
+        # 2x: clearly more frames per second of wall time than 1x on the same machine in the same minute (50 vs 25
+        # frames/s when the simulated device keeps up; a loaded CI box starves both, so the two are compared)
+        t0, n0 = time.monotonic(), len(w.seconds)
+        w.pump(50)
+        rate1 = (len(w.seconds) - n0) / (time.monotonic() - t0)
         ctl = f"/api/video/playback/{info['key']}/control"
         assert c.post(ctl, json={"action": "speed", "scale": 2}).status_code == 200
         w.pump(10)
         t0, n0 = time.monotonic(), len(w.seconds)
         w.pump(100)
         rate = (len(w.seconds) - n0) / (time.monotonic() - t0)
-        assert rate > 38, rate  # 50 frames/s at 2x (25 at 1x), with room for a loaded machine
+        assert rate > 1.25 * rate1, (rate1, rate)
         # seek: the picture lands within 2 s of the chosen time
         target = YESTERDAY + timedelta(minutes=5)
         r = c.post(f"/api/video/playback/{info['key']}/control", json={"action": "seek", "at": target.isoformat()})

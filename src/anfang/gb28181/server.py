@@ -134,6 +134,7 @@ class GbServer:
         self._failures: dict[str, _Failures] = {}
         self._ops: list[tuple] = []
         self._ops_event = asyncio.Event()
+        self._writing = False  # the writer has a batch in a thread
         self._tasks: list[asyncio.Task] = []
         self._bg: set[asyncio.Task] = set()
         self._sn = itertools.count(1)
@@ -234,25 +235,30 @@ class GbServer:
             ops, self._ops = self._ops, []
             if not ops:
                 continue
+            self._writing = True
             try:
                 events = await asyncio.to_thread(self._write, ops)
             except Exception:  # noqa: BLE001 - keep serving; the next transition retries the state
                 log.exception("gb28181_write_failed", ops=len(ops))
                 continue
+            finally:
+                self._writing = False
             for event in events:
                 await self._publish(event)
             if not self._ops:
                 self._writer_idle.set()
 
     async def drain(self) -> None:
-        """Wait until every queued database write is done (tests, shutdown)."""
-        for _ in range(200):
-            if not self._ops and not self._ops_event.is_set():
-                await asyncio.sleep(0.02)
-                if not self._ops and not self._ops_event.is_set():
-                    break
+        """Wait until every queued database write is done, the one in progress included (tests, shutdown); at most
+        30 s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while loop.time() < deadline:
+            if not self._ops and not self._ops_event.is_set() and not self._writing:
+                await asyncio.sleep(0.02)  # a write the handlers are about to queue
+                if not self._ops and not self._ops_event.is_set() and not self._writing:
+                    return
             await asyncio.sleep(0.02)
-        await asyncio.sleep(0.05)
 
     async def _publish(self, event: Event) -> None:
         if self.bus is not None:
