@@ -208,19 +208,24 @@ def test_long_download_waits_for_approval_and_scope_holds(video, store) -> None:
     assert r.status_code == 403
 
 
-def test_a_warning_gets_the_clip_around_it_from_the_recording(video, store) -> None:  # noqa: F811
+def _perimeter_beside(store, camera: str, perimeter: str) -> None:  # noqa: ANN001
+    """A perimeter alarm input at the camera's address, the camera in the officer's 警务区: its warnings link it."""
     from anfang.devices.models import Device
     from anfang.devices.service import DeviceService
+
+    _in_officers_area(store, camera)
+    with store.session() as s:
+        addr = s.scalar(select(Device.address_id).where(Device.device_id == camera))
+    DeviceService(store).upsert("mqtt", perimeter, name="周界", community_code="350404001001", address_id=addr,
+                                place="perimeter")
+
+
+def test_a_warning_gets_the_clip_around_it_from_the_recording(video, store) -> None:  # noqa: F811
     from anfang.warnings.models import Warning as WarningRow
 
     c, _sim, devs = video
-    clips = c.app.state.clips
-    clips.before, clips.after = 2.0, 3.0  # the service's 30 s / 60 s, shortened for the test
-    _in_officers_area(store, devs[0].device_id)
-    with store.session() as s:
-        addr = s.scalar(select(Device.address_id).where(Device.device_id == devs[0].device_id))
-    DeviceService(store).upsert("mqtt", "perimeter-clip", name="周界", community_code="350404001001",
-                                address_id=addr, place="perimeter")
+    c.app.state.clips.before, c.app.state.clips.after = 2.0, 3.0  # the service's 30 s / 60 s, shortened
+    _perimeter_beside(store, devs[0].device_id, "perimeter-clip")
     r = c.post("/api/iot/perimeter/perimeter-clip", json={"zone": "东侧", "alarm": True, "type": "intrusion"})
     assert r.status_code == 202, r.text
 
@@ -247,19 +252,13 @@ def test_a_warning_gets_the_clip_around_it_from_the_recording(video, store) -> N
 def test_a_warning_while_its_camera_is_watched_gets_the_clip_cut_from_the_ring_buffer(video, store) -> None:  # noqa: F811
     """A stream already open: the seconds before the event come from the media node's ring buffer and the seconds
     after from the stream itself; the NVR is not asked for a Download."""
-    from anfang.devices.models import Device
-    from anfang.devices.service import DeviceService
     from anfang.warnings.models import Warning as WarningRow
 
     c, sim, devs = video
     sim.sim.live_timecode = True  # the live picture shows the Unix second it was made
     clips = c.app.state.clips
     clips.before, clips.after = 4.0, 3.0  # the service's 30 s / 60 s, shortened for the test
-    _in_officers_area(store, devs[0].device_id)
-    with store.session() as s:
-        addr = s.scalar(select(Device.address_id).where(Device.device_id == devs[0].device_id))
-    DeviceService(store).upsert("mqtt", "perimeter-ring", name="周界", community_code="350404001001",
-                                address_id=addr, place="perimeter")
+    _perimeter_beside(store, devs[0].device_id, "perimeter-ring")
     login(c, "police")
     channel = devs[0].channels[0]["channel_id"]
     r = c.post("/api/video/live", json={"channel_id": channel})
