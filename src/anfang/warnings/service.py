@@ -133,7 +133,8 @@ def view(w: Warning, lang: str = "zh-CN") -> dict[str, Any]:
             "handled_at": w.handled_at.isoformat() if w.handled_at else None,
             "escalated_at": w.escalated_at.isoformat() if w.escalated_at else None,
             "recovered_at": w.recovered_at.isoformat() if w.recovered_at else None, "feedback": w.feedback,
-            "created_at_text": timefmt.fmt(w.created_at, lang)}  # shown as is by the console and the terminal
+            "created_at_text": timefmt.fmt(w.created_at, lang),  # shown as is by the console and the terminal
+            "shot_at_text": timefmt.fmt((w.data or {}).get("shot_at"), lang, empty="")}  # the device's own clock
 
 
 class WarningService:

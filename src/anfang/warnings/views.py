@@ -36,6 +36,8 @@ TEXT = {  # page strings, zh-CN first
     "access": ("门禁", "access control"), "alarm": ("报警", "alarm"), "device": ("设备", "device"),
     "severity_1": ("紧急", "urgent"), "severity_2": ("重要", "important"), "severity_3": ("提示", "notice"),
     "detail": ("详情", "details"), "steps": ("处置记录", "history"), "similarity": ("相似度", "similarity"),
+    "shot_at": ("抓拍时间（设备时钟）", "Shot at (device clock)"), "seen": ("出现次数", "Seen"),
+    "capture": ("抓拍", "capture"), "watchlist": ("布控", "watchlist"),
 }
 
 

@@ -38,13 +38,14 @@
     m.appendChild(document.createTextNode((L.time || "") + "：" + (w.created_at_text || "")));
     a.appendChild(m);
     if (w.data && w.data.shot_at && String(w.data.shot_at).slice(0, 16) !== String(w.created_at).slice(0, 16)) {
-      a.appendChild(el("p", "meta", "抓拍时间（设备）shot：" + String(w.data.shot_at).slice(0, 19).replace("T", " ") + " UTC"));
+      var st = el("p", "meta", (L.shot_at || "") + "：" + (w.shot_at_text || ""));  // labelled zone, from the server
+      st.setAttribute("data-testid", "shot-at"); a.appendChild(st);
     }
-    if (w.hits > 1) { var hp = el("p", null, "出现 " + w.hits + " 次 / seen " + w.hits + "×"); hp.setAttribute("data-testid", "hits"); a.appendChild(hp); }
+    if (w.hits > 1) { var hp = el("p", null, (L.seen || "") + "：×" + w.hits); hp.setAttribute("data-testid", "hits"); a.appendChild(hp); }
     if (w.data && w.data.similarity) { a.appendChild(el("p", null, (L.similarity || "") + "：" + Math.round(100 * w.data.similarity) + "%")); }
     if (w.data && typeof w.data.image === "string" && w.data.image.charAt(0) === "/") {
-      var ph = el("div", "wphotos"), cap = el("img"); cap.src = w.data.image; cap.alt = "capture"; ph.appendChild(cap);
-      if (w.category === "face") { var en = el("img"); en.src = "/api/warnings/" + w.id + "/enrolled-photo"; en.alt = "watchlist"; ph.appendChild(en); }
+      var ph = el("div", "wphotos"), cap = el("img"); cap.src = w.data.image; cap.alt = L.capture || ""; ph.appendChild(cap);
+      if (w.category === "face") { var en = el("img"); en.src = "/api/warnings/" + w.id + "/enrolled-photo"; en.alt = L.watchlist || ""; ph.appendChild(en); }
       a.appendChild(ph);
     }
     var acts = el("div", "wactions");
