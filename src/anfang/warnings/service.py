@@ -243,7 +243,7 @@ class WarningService:
                 data = dict(open_one.data or {})
                 hit = _hit(c, at)
                 data["hit_list"] = [*(data.get("hit_list") or []), hit][-MAX_HITS:]
-                for key in ("image", "capture_image", "scene_image", "face_box", "shot_at"):
+                for key in ("image", "capture_image", "scene_image", "plate_image", "face_box", "shot_at"):
                     if hit.get(key) is not None or c.data.get(key) is not None:
                         data[key] = c.data.get(key, hit.get(key))
                 if c.data.get("distance") is not None:

@@ -46,6 +46,9 @@
     if (w.data && typeof w.data.image === "string" && w.data.image.charAt(0) === "/") {
       var ph = el("div", "wphotos"), cap = el("img"); cap.src = w.data.image; cap.alt = L.capture || ""; ph.appendChild(cap);
       if (w.category === "face") { var en = el("img"); en.src = "/api/warnings/" + w.id + "/enrolled-photo"; en.alt = L.watchlist || ""; ph.appendChild(en); }
+      if (typeof w.data.plate_image === "string" && w.data.plate_image.charAt(0) === "/") {
+        var pl = el("img"); pl.src = w.data.plate_image; pl.alt = L.plate || ""; ph.appendChild(pl);
+      }
       a.appendChild(ph);
     }
     var acts = el("div", "wactions");
