@@ -52,3 +52,24 @@ def test_terminal_payload_xlsx_and_watermark_carry_the_same_text() -> None:
     cells = [str(c.value) for row in ws.iter_rows() for c in row if c.value]
     stamp = [c for c in cells if c.startswith("生成时间")]
     assert stamp and "北京时间" in stamp[0] and "UTC" not in stamp[0], stamp
+
+
+def test_the_circular_pdf_is_stamped_in_beijing_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from anfang.construction import report_pdf
+    from anfang.core.fonts import FontMissing, find_cjk_font
+
+    try:
+        find_cjk_font()
+    except FontMissing as exc:
+        pytest.skip(str(exc))
+    titles: list[str] = []
+    original = report_pdf.Doc.title
+
+    def title(self, text: str, sub: str = "") -> None:  # noqa: ANN001
+        titles.append(sub)
+        original(self, text, sub)
+
+    monkeypatch.setattr(report_pdf.Doc, "title", title)
+    assert report_pdf.circular_pdf([], 2026, 12).startswith(b"%PDF")
+    stamp = titles[0][titles[0].index("生成时间"):]
+    assert stamp.endswith("北京时间") and "UTC" not in stamp, stamp
