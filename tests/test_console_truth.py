@@ -254,6 +254,41 @@ def test_a_warning_pushed_live_to_the_terminal_shows_beijing_time_in_chinese(con
     assert not english_words(text), (english_words(text), text)
 
 
+def test_the_players_error_is_shown_in_the_pages_language(console: Console) -> None:
+    """The live player shows why a video does not play with the API's message: in zh-CN its Chinese half only."""
+    import json
+
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, _unavailable
+
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} not installed; browsers are never downloaded")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (test extra)")
+    username, password = console.logins["police"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, locale="zh-CN")
+            pg = ctx.new_page()
+            pg.route("**/api/video/links*", lambda route: route.fulfill(  # a linked camera for the warning
+                status=200, content_type="application/json",
+                body=json.dumps({"channels": [{"channel_id": "35040200001310000001", "name": "测试摄像机"}]})))
+            pg.route("**/api/video/live", lambda route: route.fulfill(  # the API's bilingual error, as it sends it
+                status=409, content_type="application/json",
+                body=json.dumps({"error": {"code": "device_offline", "message": "设备不在线 / device offline",
+                                           "detail": None}}, ensure_ascii=False)))
+            pg.goto(console.base + "/login?next=%2Fm%2Fwarnings")
+            pg.fill("input[name=username]", username)
+            pg.fill("input[name=password]", password)
+            pg.click("button[type=submit]")
+            pg.wait_for_url("**/m/warnings")
+            pg.locator("[data-testid=live-linked]").first.click()
+            state = pg.locator(".ov-state.st-error").first
+            state.wait_for(timeout=15_000)
+            assert state.inner_text() == "设备不在线", state.inner_text()
+        finally:
+            browser.close()
+
+
 # ---- item 6: Chinese mode is Chinese --------------------------------------------------------------------------------
 # Words that may stand in Chinese text: the language switch's own name, and names/codes (protocols, units, product
 # and user names of the demo). A snake_case key (city_admin) or any other English word is a leftover.
