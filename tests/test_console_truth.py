@@ -319,3 +319,41 @@ def test_chinese_mode_shows_no_english_words(console: Console, role: str) -> Non
                  if not path.startswith(ZH_EXEMPT)}
     leftovers = {k: v for k, v in leftovers.items() if v}
     assert not leftovers, f"{role}: English in zh-CN pages: {leftovers}"
+
+
+# ---- the same walk in Chromium: what the user sees once the page's scripts have run --------------------------------
+@pytest.mark.parametrize("role", ROLES)
+def test_every_page_in_chromium_shows_labelled_beijing_time_and_no_english(console: Console, role: str) -> None:
+    """Each page the role reaches (the walk above), opened in Chromium as that role: the rendered text
+    (document.body.innerText, after the page's scripts ran: the terminal's cards, the wall's channel tree, the
+    dashboards' charts) has every time labelled 北京时间, no UTC, and no English word in zh-CN (items 3, 6)."""
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, _unavailable
+
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} not installed; browsers are never downloaded")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (test extra)")
+    paths = sorted(console.walk(role).pages)
+    username, password = console.logins[role]
+    bad: dict[str, list[str]] = {}
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            ctx = browser.new_context(locale="zh-CN", viewport={"width": 1366, "height": 900})
+            pg = ctx.new_page()
+            pg.goto(console.base + "/login")
+            pg.fill("input[name=username]", username)
+            pg.fill("input[name=password]", password)
+            pg.click("button[type=submit]")
+            pg.wait_for_load_state("load")
+            for path in paths:
+                pg.goto(console.base + path, wait_until="load")
+                pg.wait_for_timeout(300)  # the page's scripts fetch and draw (channel trees, maps, live cards)
+                text = re.sub(r"\s+", " ", pg.locator("body").inner_text())
+                wrong = [m.group(0) for m in DATETIME.finditer(text) if text[m.end():m.end() + 5] != " 北京时间"]
+                wrong += ["UTC"] * len(re.findall(r"\bUTC\b", text))
+                wrong += english_words(text)
+                if wrong:
+                    bad[path] = sorted(set(wrong))[:6]
+        finally:
+            browser.close()
+    assert not bad, f"{role} in Chromium: {bad}"
