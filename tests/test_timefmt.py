@@ -73,3 +73,16 @@ def test_the_circular_pdf_is_stamped_in_beijing_time(monkeypatch: pytest.MonkeyP
     assert report_pdf.circular_pdf([], 2026, 12).startswith(b"%PDF")
     stamp = titles[0][titles[0].index("生成时间"):]
     assert stamp.endswith("北京时间") and "UTC" not in stamp, stamp
+
+
+def test_a_warning_pushed_to_an_english_terminal_is_in_english() -> None:
+    from anfang.warnings.views import in_language
+
+    w = Warning(id=1, uid="u", rule="r", category="access", title="t", severity=1, state="dispatched", source="s",
+                hits=1, created_at=AT, last_hit_at=AT, data={"shot_at": "2026-12-05T17:00:00+00:00"})
+    item = {"step": "raised", "warning": view(w)}
+    en = in_language(item, "en")["warning"]
+    assert en["created_at_text"] == "2026-12-06 01:30:05 Beijing time"
+    assert en["shot_at_text"] == "2026-12-06 01:00:00 Beijing time" and en["state_label"] == "dispatched"
+    zh = in_language(item, "zh-CN")["warning"]
+    assert zh["created_at_text"] == "2026-12-06 01:30:05 北京时间" and zh["shot_at_text"].endswith("北京时间")

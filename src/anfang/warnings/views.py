@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from anfang.core import timefmt
 from anfang.core.errors import Forbidden, NotFound
 from anfang.security.roles import Role
 from anfang.security.views import CurrentPrincipal
@@ -55,6 +56,18 @@ class HandleIn(BaseModel):
     note: str = ""
 
 
+def in_language(item: dict[str, Any], lang: str) -> dict[str, Any]:
+    """A pushed warning (built once for every terminal, in zh-CN) with its shown texts in this terminal's language:
+    the state and the times, as the page itself renders them."""
+    w = item.get("warning")
+    if not isinstance(w, dict) or lang.startswith("zh"):
+        return item
+    zh, en = STATE_LABELS.get(w.get("state", ""), (w.get("state_label"), w.get("state_label")))
+    w = {**w, "state_label": en, "created_at_text": timefmt.fmt(w.get("created_at"), lang),
+         "shot_at_text": timefmt.fmt((w.get("data") or {}).get("shot_at"), lang, empty="")}
+    return {**item, "warning": w}
+
+
 # ---- JSON API -------------------------------------------------------------------------------------------------
 @api.get("/warnings", summary="预警列表（按辖区） / warnings in my jurisdiction")
 def list_warnings(request: Request, p: CurrentPrincipal, state: str | None = None, category: str | None = None,
@@ -72,6 +85,7 @@ async def warning_stream(request: Request, p: CurrentPrincipal) -> StreamingResp
     hub: TerminalHub = request.app.state.terminal_hub
     station = await run_in_threadpool(_svc(request).station_of_area, p.police_area_id)
     terminal = hub.connect(p, station)
+    lang = lang_of(request)
 
     async def events() -> AsyncIterator[str]:
         try:
@@ -84,6 +98,7 @@ async def warning_stream(request: Request, p: CurrentPrincipal) -> StreamingResp
                         return
                     yield ": ping\n\n"
                     continue
+                item = in_language(item, lang)
                 yield f"event: warning\ndata: {json.dumps(item, ensure_ascii=False)}\n\n"
         finally:
             hub.disconnect(terminal)
