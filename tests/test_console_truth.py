@@ -34,6 +34,7 @@ START = ("/", "/m/warnings", "/warnings", "/devices", "/construction/dashboard",
          "/security/exports", "/security/trace", "/federation", "/viid/captures", "/viid/apes")
 WARNING_AT = datetime(2026, 6, 1, 2, 3, 4, tzinfo=UTC)  # 10:03:04 in Beijing
 WARNING_TITLE = "测试告警：单元门被强行打开"
+DOOR = "truth-door-1"  # an MQTT door controller at the resident's home (in the demo officer's 警务区)
 DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2})?(?:\.\d+)?(?:[+-]\d{2}:?\d{2}|Z)?")
 
 
@@ -71,6 +72,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             rule="access_forced", category="access", title=WARNING_TITLE, source="test", dedup_key="truth-1",
             severity=1, at=WARNING_AT, address_id=home, community_code=community))
         AccessMonitor(store, Settings(data_dir=data_dir)).raise_alert("off_hours", police, "测试：非工作时间查询")
+        from anfang.devices.service import DeviceService
+
+        DeviceService(store).upsert("mqtt", DOOR, name="测试单元门门禁", address_id=home, community_code=community)
         # simulated GA/T 1400 APEs post captures with images (the demo's VIID simulator)
         with anfang_serve(data_dir, env={"ANFANG_VIID_SIMULATE": "2"}) as base:
             yield Console(base, store, data_dir, logins, {})
@@ -214,6 +218,77 @@ def test_phone_terminal_has_no_stray_badge_and_one_line_buttons(console: Console
             browser.close()
 
 
+def test_a_warning_pushed_live_to_the_terminal_shows_beijing_time_in_chinese(console: Console) -> None:
+    """A card the terminal builds from the live push (terminal.js), not the server-rendered page: the device's own
+    time of the event in labelled Beijing time, and nothing in English in zh-CN."""
+    import httpx
+
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, _unavailable
+
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} not installed; browsers are never downloaded")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (test extra)")
+    username, password = console.logins["police"]
+    ts = datetime(2026, 6, 1, 1, 2, 3, tzinfo=UTC)  # the door's clock: 09:02:03 in Beijing
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, locale="zh-CN")
+            pg = ctx.new_page()
+            pg.goto(console.base + "/login?next=%2Fm%2Fwarnings")
+            pg.fill("input[name=username]", username)
+            pg.fill("input[name=password]", password)
+            pg.click("button[type=submit]")
+            pg.wait_for_url("**/m/warnings")
+            pg.locator("#live").wait_for(state="visible", timeout=10_000)  # the SSE stream is connected
+            with httpx.Client(base_url=console.base, timeout=30) as c:
+                r = c.post(f"/api/iot/door/{DOOR}", json={"event": "forced", "method": "card", "ts": ts.isoformat()})
+                assert r.status_code == 202, r.text
+            fresh = pg.locator("[data-testid=warning].fresh", has_text="强行打开")
+            fresh.first.wait_for(timeout=15_000)
+            text = fresh.first.inner_text()
+        finally:
+            browser.close()
+    assert "2026-06-01 09:02:03 北京时间" in text, text
+    assert "UTC" not in text, text
+    assert not english_words(text), (english_words(text), text)
+
+
+def test_the_players_error_is_shown_in_the_pages_language(console: Console) -> None:
+    """The live player shows why a video does not play with the API's message: in zh-CN its Chinese half only."""
+    import json
+
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, _unavailable
+
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} not installed; browsers are never downloaded")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (test extra)")
+    username, password = console.logins["police"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, locale="zh-CN")
+            pg = ctx.new_page()
+            pg.route("**/api/video/links*", lambda route: route.fulfill(  # a linked camera for the warning
+                status=200, content_type="application/json",
+                body=json.dumps({"channels": [{"channel_id": "35040200001310000001", "name": "测试摄像机"}]})))
+            pg.route("**/api/video/live", lambda route: route.fulfill(  # the API's bilingual error, as it sends it
+                status=409, content_type="application/json",
+                body=json.dumps({"error": {"code": "device_offline", "message": "设备不在线 / device offline",
+                                           "detail": None}}, ensure_ascii=False)))
+            pg.goto(console.base + "/login?next=%2Fm%2Fwarnings")
+            pg.fill("input[name=username]", username)
+            pg.fill("input[name=password]", password)
+            pg.click("button[type=submit]")
+            pg.wait_for_url("**/m/warnings")
+            pg.locator("[data-testid=live-linked]").first.click()
+            state = pg.locator(".ov-state.st-error").first
+            state.wait_for(timeout=15_000)
+            assert state.inner_text() == "设备不在线", state.inner_text()
+        finally:
+            browser.close()
+
+
 # ---- item 6: Chinese mode is Chinese --------------------------------------------------------------------------------
 # Words that may stand in Chinese text: the language switch's own name, and names/codes (protocols, units, product
 # and user names of the demo). A snake_case key (city_admin) or any other English word is a leftover.
@@ -244,3 +319,41 @@ def test_chinese_mode_shows_no_english_words(console: Console, role: str) -> Non
                  if not path.startswith(ZH_EXEMPT)}
     leftovers = {k: v for k, v in leftovers.items() if v}
     assert not leftovers, f"{role}: English in zh-CN pages: {leftovers}"
+
+
+# ---- the same walk in Chromium: what the user sees once the page's scripts have run --------------------------------
+@pytest.mark.parametrize("role", ROLES)
+def test_every_page_in_chromium_shows_labelled_beijing_time_and_no_english(console: Console, role: str) -> None:
+    """Each page the role reaches (the walk above), opened in Chromium as that role: the rendered text
+    (document.body.innerText, after the page's scripts ran: the terminal's cards, the wall's channel tree, the
+    dashboards' charts) has every time labelled 北京时间, no UTC, and no English word in zh-CN (items 3, 6)."""
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, _unavailable
+
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} not installed; browsers are never downloaded")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (test extra)")
+    paths = sorted(console.walk(role).pages)
+    username, password = console.logins[role]
+    bad: dict[str, list[str]] = {}
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            ctx = browser.new_context(locale="zh-CN", viewport={"width": 1366, "height": 900})
+            pg = ctx.new_page()
+            pg.goto(console.base + "/login")
+            pg.fill("input[name=username]", username)
+            pg.fill("input[name=password]", password)
+            pg.click("button[type=submit]")
+            pg.wait_for_load_state("load")
+            for path in paths:
+                pg.goto(console.base + path, wait_until="load")
+                pg.wait_for_timeout(300)  # the page's scripts fetch and draw (channel trees, maps, live cards)
+                text = re.sub(r"\s+", " ", pg.locator("body").inner_text())
+                wrong = [m.group(0) for m in DATETIME.finditer(text) if text[m.end():m.end() + 5] != " 北京时间"]
+                wrong += ["UTC"] * len(re.findall(r"\bUTC\b", text))
+                wrong += english_words(text)
+                if wrong:
+                    bad[path] = sorted(set(wrong))[:6]
+        finally:
+            browser.close()
+    assert not bad, f"{role} in Chromium: {bad}"

@@ -22,8 +22,14 @@ def _demo(tmp_path: Path, *extra: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def banner(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return _demo(tmp_path_factory.mktemp("demo"))
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    base = tmp_path_factory.mktemp("demo")
+    return base / "d", _demo(base)
+
+
+@pytest.fixture(scope="module")
+def banner(demo_dir: tuple[Path, str]) -> str:
+    return demo_dir[1]
 
 
 def test_demo_login_table_is_not_cut_at_80_columns(banner: str) -> None:
@@ -43,3 +49,28 @@ def test_sip_host_follows_host_unless_set() -> None:
     assert Settings(host="10.8.0.5").sip_host == "10.8.0.5"
     assert Settings(host="10.8.0.5", sip_host="0.0.0.0").sip_host == "0.0.0.0"
     assert GbConfig.from_settings(Settings(host="127.0.0.1")).host == "127.0.0.1"
+
+
+def test_demo_grids_have_this_months_patrols(demo_dir: tuple[Path, str]) -> None:
+    """/doorplates' patrol coverage of the demo is not all 0 % (issue 19 item 7): grid workers have checked in at
+    part of their patrol points this month, some grids more than others."""
+    from sqlalchemy import select
+
+    from anfang.doorplates.service import DoorplateService
+    from anfang.doorplates.tokens import load_keyring
+    from anfang.security.models import User
+    from anfang.security.service import principal_of
+    from anfang.store.engine import Store
+
+    data_dir = demo_dir[0]
+    store = Store(f"sqlite:///{(data_dir / 'anfang.db').as_posix()}")
+    try:
+        with store.session() as s:
+            city = principal_of(s.scalar(select(User).where(User.username == "city")))
+        rows = DoorplateService(store, load_keyring(data_dir), data_dir=data_dir).coverage(city)
+    finally:
+        store.dispose()
+    rates = [r["rate"] for r in rows if r["rate"] is not None]
+    assert rates and sum(1 for r in rates if r > 0) >= len(rates) / 2, rates
+    assert len(set(rates)) > 1 and max(rates) <= 1, rates
+    assert all(r["checkins"] >= r["covered"] for r in rows)

@@ -4,6 +4,7 @@ door in the officer's 警务区, each through the same API a real device uses.""
 
 from __future__ import annotations
 
+import io
 import time
 
 import httpx
@@ -82,3 +83,13 @@ def test_demo_story_reaches_the_officers_terminal(store, tmp_path) -> None:
         assert media.WATCHLIST_LABEL in face["title"]
         image = c.get(face["data"]["image"], headers=headers)
         assert image.status_code == 200 and image.content[:2] == b"\xff\xd8"  # the capture, a JPEG of her
+        plate = next(i for i in items if i["rule"] == "plate.watchlist")
+        scene = c.get(plate["data"]["image"], headers=headers)  # the vehicle capture, as on the face hit
+        assert scene.status_code == 200 and scene.content[:2] == b"\xff\xd8"
+        assert Image.open(io.BytesIO(scene.content)).width > Image.open(io.BytesIO(scene.content)).height
+        crop = c.get(plate["data"]["plate_image"], headers=headers)  # the plate crop the camera sent with it
+        assert crop.status_code == 200 and crop.content[:2] == b"\xff\xd8"
+        page = c.get("/m/warnings", headers=headers).text
+        card = page[page.index(f'data-id="{plate["id"]}"'):]
+        card = card[:card.index("</article>")]
+        assert f'src="{plate["data"]["image"]}"' in card and f'src="{plate["data"]["plate_image"]}"' in card, card

@@ -5,6 +5,7 @@ right digest, and the per-device SIP trace installers use to see why a device fa
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 from typer.testing import CliRunner
@@ -224,12 +225,17 @@ def test_sip_trace_of_one_device_on_demand_in_cli_and_console(store: Store, tmp_
     out = CliRunner().invoke(cli_app, ["gb28181", "trace", traced.device_id, "--no-follow"], env=env)
     assert out.exit_code == 0, out.output
     assert "403 Wrong Password" in out.output and "MESSAGE Keepalive" in out.output
+    assert "北京时间" in out.output and "UTC" not in out.output and "Asia/Shanghai" not in out.output  # issue 19
     # and the device page in the console, where an administrator can start one
     with TestClient(create_app(Settings(data_dir=tmp_path, database_url=store.url), store)) as c:
         login(c, "city")
         pk = DeviceService(store).get("gb28181", traced.device_id).id
         page = c.get(f"/devices/{pk}")
         assert "信令跟踪" in page.text and "403 Wrong Password" in page.text
+        # times in labelled Beijing time, like every page (issue 19 item 3): the trace's end and the column
+        assert "UTC" not in page.text and "Asia/Shanghai" not in page.text
+        assert re.search(r"跟踪至\s*<span[^>]*>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} 北京时间", page.text), page.text
+        assert "时间（北京时间）" in page.text
         js = c.get(f"/api/devices/{pk}/trace").json()
         assert any(e["summary"] == "MESSAGE Keepalive" and "Keepalive" in e["text"] for e in js["items"])
         other_pk = DeviceService(store).get("gb28181", other.device_id).id

@@ -30,6 +30,16 @@ def walkthrough_commands() -> list[list[str]]:
     return [shlex.split(line)[1:] for line in block.group(1).splitlines() if line.startswith("anfang ")]
 
 
+def test_walkthrough_says_where_the_command_is() -> None:
+    """On a fresh clone `anfang` is not on the PATH: the walkthrough activates the scripts' virtualenv first."""
+    doc = (DOCS / "import-format.md").read_text(encoding="utf-8")
+    block = re.search(r"```sh\n(.*?)```", doc.split("## 从空库开始", 1)[1], re.S).group(1)
+    assert block.splitlines()[0] == "source .venv/bin/activate"
+    root = DOCS.parent
+    assert ".venv" in (root / "scripts" / "_env.sh").read_text() and 'anfang = "anfang.cli:main"' in (
+        root / "pyproject.toml").read_text()
+
+
 def assert_fits(output: str, width: int = WIDTH) -> None:
     """Every line the command prints fits the terminal and no cell was cut short with an ellipsis (log lines, which
     go to stderr and which CliRunner mixes in, are not the command's output)."""

@@ -3,6 +3,7 @@ security headers, CSRF origin check, TLS) as a client sees them."""
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -85,6 +86,9 @@ def test_console_login_shows_the_lockout(client_world) -> None:
     for _ in range(6):
         r = c.post("/login", data={"username": "police", "password": "bad-pass-x", "csrf_token": token})
     assert r.status_code == 401 and "账号已锁定" in r.text
+    # until when, in labelled Beijing time, and in Chinese only (issue 19 items 3, 6)
+    assert re.search(r"锁定至\d{4}-\d{2}-\d{2} \d{2}:\d{2} 北京时间", r.text), r.text
+    assert "locked until" not in r.text
 
 
 # ---- TOTP ------------------------------------------------------------------------------------------------------

@@ -165,6 +165,26 @@ def test_pdf_sheet_and_console_pages(store, tmp_path) -> None:
         city = {"Authorization": f"Bearer {r.json()['token']}"}
         got = c.post("/api/security/trace", headers=city, files={"file": ("leak.png", stamped)}).json()
         assert got["findings"][0]["username"] == "grid" and got["findings"][0]["request_id"] == mark.request_id
+        # the console's trace page, in Chinese: the export's category, evidence and notes in Chinese, the time in
+        # labelled Beijing time (issue 19 items 3, 5, 6)
+        from test_console_truth import english_words
+
+        c.cookies.set("anfang_lang", "zh-CN")  # the session cookie of the city login above
+        page = c.get("/security/trace")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
+        page = c.post("/security/trace", files={"file": ("leak.png", stamped)}, data={"csrf_token": token})
+        assert page.status_code == 200 and 'data-exporter="grid"' in page.text, page.text[-3000:]
+        result = page.text[page.text.index('data-testid="trace-result"'):]
+        text = re.sub(r"<[^>]+>", " ", result[:result.index("</section>")])
+        assert "抓拍图片" in text and "viid-image" not in text, text
+        assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} 北京时间", text) and "UTC" not in text, text
+        words = [x for x in english_words(text) if x not in ("grid", "leak", "png", "PNG")]  # user name, file name
+        assert not words, (words, text)
+        for kind, label in (("video-download", "录像下载"), ("video-snapshot", "视频抓图")):  # every kind named
+            log_export(store, new_mark(store, w.users["city"], kind, "mp4" if kind == "video-download" else "image",
+                                       "x"), 1, ["x"])
+            page = c.get("/security/exports").text
+            assert label in page and kind not in page, kind
 
 
 def test_trace_report_reads_at_80_columns(store, tmp_path, monkeypatch) -> None:
@@ -178,3 +198,4 @@ def test_trace_report_reads_at_80_columns(store, tmp_path, monkeypatch) -> None:
     assert result.exit_code == 0, result.output
     assert_fits(result.output)
     assert rec_id in result.output and "county" in result.output and "persons" in result.output
+    assert "北京时间" in result.output and "北京时间 北京时间" not in result.output  # labelled once (issue 19 item 3)

@@ -52,3 +52,37 @@ def test_terminal_payload_xlsx_and_watermark_carry_the_same_text() -> None:
     cells = [str(c.value) for row in ws.iter_rows() for c in row if c.value]
     stamp = [c for c in cells if c.startswith("生成时间")]
     assert stamp and "北京时间" in stamp[0] and "UTC" not in stamp[0], stamp
+
+
+def test_the_circular_pdf_is_stamped_in_beijing_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from anfang.construction import report_pdf
+    from anfang.core.fonts import FontMissing, find_cjk_font
+
+    try:
+        find_cjk_font()
+    except FontMissing as exc:
+        pytest.skip(str(exc))
+    titles: list[str] = []
+    original = report_pdf.Doc.title
+
+    def title(self, text: str, sub: str = "") -> None:  # noqa: ANN001
+        titles.append(sub)
+        original(self, text, sub)
+
+    monkeypatch.setattr(report_pdf.Doc, "title", title)
+    assert report_pdf.circular_pdf([], 2026, 12).startswith(b"%PDF")
+    stamp = titles[0][titles[0].index("生成时间"):]
+    assert stamp.endswith("北京时间") and "UTC" not in stamp, stamp
+
+
+def test_a_warning_pushed_to_an_english_terminal_is_in_english() -> None:
+    from anfang.warnings.views import in_language
+
+    w = Warning(id=1, uid="u", rule="r", category="access", title="t", severity=1, state="dispatched", source="s",
+                hits=1, created_at=AT, last_hit_at=AT, data={"shot_at": "2026-12-05T17:00:00+00:00"})
+    item = {"step": "raised", "warning": view(w)}
+    en = in_language(item, "en")["warning"]
+    assert en["created_at_text"] == "2026-12-06 01:30:05 Beijing time"
+    assert en["shot_at_text"] == "2026-12-06 01:00:00 Beijing time" and en["state_label"] == "dispatched"
+    zh = in_language(item, "zh-CN")["warning"]
+    assert zh["created_at_text"] == "2026-12-06 01:30:05 北京时间" and zh["shot_at_text"].endswith("北京时间")

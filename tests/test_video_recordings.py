@@ -200,6 +200,14 @@ def test_long_download_waits_for_approval_and_scope_holds(video, store) -> None:
     assert r.status_code == 403 and "辖区" in r.json()["error"]["message"]
     r = c.post("/api/video/download", json={**body, **range_, "channel_id": other})
     assert r.status_code == 403
+    from anfang.core import timefmt
+    from anfang.security.records import QueryApproval
+
+    with store.session() as s:  # what the approver reads: the hour in labelled Beijing time (issue 19 item 3)
+        summary = s.scalar(select(QueryApproval.summary).order_by(QueryApproval.id.desc()).limit(1))
+    start = timefmt.local(YESTERDAY)
+    assert f"{start:%Y-%m-%d %H:%M}–{start + timedelta(hours=1):%H:%M} 北京时间" in summary, summary
+    assert "UTC" not in summary, summary
     login(c, "property")
     r = c.post("/api/video/playback", json={"channel_id": other, "start": YESTERDAY.isoformat(),
                                              "end": (YESTERDAY + timedelta(minutes=1)).isoformat()})

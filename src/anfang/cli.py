@@ -146,6 +146,9 @@ def demo(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None
         from anfang.construction.demo import seed_demo
 
         seed_demo(store, seed=seed)  # 建设运维: devices per tier, specs, status history, captures
+        from anfang.demo.patrols import seed_patrols
+
+        seed_patrols(store, seed=seed)  # this month's grid patrols (door-plate hub: coverage per grid)
     console.print(f"[bold]演示数据 / demo data[/]: {summary.counties} 县区, {summary.towns} 乡镇街道, "
                   f"{summary.communities} 社区/村, {summary.addresses} 地址, {summary.houses} 房屋, "
                   f"{summary.persons} 人员, {summary.units} 单位, {summary.vehicles} 车辆")

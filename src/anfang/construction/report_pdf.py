@@ -6,7 +6,6 @@ as for the door-plate sheets (``core.fonts.find_cjk_font``: ``ANFANG_CJK_FONT`` 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from anfang.core import timefmt
@@ -251,7 +250,7 @@ def circular_pdf(standings: Sequence[Any], year: int, month: int, notes: Sequenc
     doc = Doc(f"{year}年{month}月建设进展通报")
     doc.title(f"{year}年{month}月 “智慧安防小区”“居安工程”建设进展通报",
               f"三明市委政法委 · 三明市公安局（依据实施方案 六、(五) 每月通报）"
-              f"  生成时间 {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+              f"  生成时间 {timefmt.now_text(seconds=False)}")
     for n in notes:
         doc.para(f"注意：{n}", 9, RED)
     ranked = sorted(standings, key=lambda s: (s.rank, s.plan.county_code))

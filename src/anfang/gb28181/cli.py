@@ -73,13 +73,12 @@ def trace(device_id: Annotated[str, typer.Argument(help="设备国标编码 / de
     The running SIP server records the messages (it reads the request within a few seconds); this command shows
     them, with their times in the configured zone."""
     import time as _time
-    from zoneinfo import ZoneInfo
 
     from anfang.cliopen import open_data
+    from anfang.core import timefmt
     from anfang.gb28181 import trace as tr
 
     settings, store = open_data(data_dir, config)
-    tz = ZoneInfo(settings.monitor_timezone)
     if stop:
         tr.stop_trace(store, device_id)
         console.print(f"已停止跟踪 / trace stopped: {device_id}")
@@ -88,7 +87,7 @@ def trace(device_id: Annotated[str, typer.Argument(help="设备国标编码 / de
     def show(entries: list) -> int:  # noqa: ANN001
         last = 0
         for e in entries:
-            at = e.at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            at = timefmt.local(e.at).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]  # the zone is named above the lines
             arrow = "→ 设备" if e.direction == "out" else "← 设备"
             console.print(f"{at} {arrow} {e.transport} {e.addr}  [bold]{e.summary}[/bold]", highlight=False,
                           markup=True)
@@ -101,10 +100,13 @@ def trace(device_id: Annotated[str, typer.Argument(help="设备国标编码 / de
         entries = tr.trace_entries(store, device_id)
         if not entries:
             console.print(f"暂无记录 / nothing recorded for {device_id}")
+            return
+        console.print(f"{timefmt.header('时间')} / {timefmt.header('times', 'en')}", highlight=False)
         show(entries)
         return
     until = tr.start_trace(store, device_id, minutes=minutes, keep=keep, by="cli")
-    console.print(f"跟踪 / tracing {device_id} 至 / until {until.astimezone(tz):%H:%M:%S} ({tz.key})；Ctrl-C 结束")
+    console.print(f"跟踪 / tracing {device_id} 至 / until {timefmt.fmt(until)}（下列时间同为{timefmt.zone_label()}）；"
+                  "Ctrl-C 结束", highlight=False)
     last = show(tr.trace_entries(store, device_id))
     with contextlib.suppress(KeyboardInterrupt):
         while tr.trace_request(store, device_id) is not None and _time.time() < until.timestamp():

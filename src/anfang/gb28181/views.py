@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -15,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, false, func, or_, select, true
 
+from anfang.core import timefmt
 from anfang.core.errors import Forbidden, NotFound
 from anfang.devices.clock import clock_label
 from anfang.devices.models import Channel, Device, DeviceStatusChange
@@ -410,10 +410,11 @@ def mount(app: FastAPI) -> None:
         trace = None
         if p.role in MANAGERS:
             trace = await run_in_threadpool(_trace_json, request.app.state.store, p, pk)
-            tz = ZoneInfo(request.app.state.settings.monitor_timezone)
-            for e in trace["items"]:
-                e["local"] = datetime.fromisoformat(e["at"]).astimezone(tz).strftime("%m-%d %H:%M:%S.%f")[:-3]
-            trace["zone"] = tz.key
+            lang = lang_of(request)
+            for e in trace["items"]:  # milliseconds, under a column header naming the zone (core.timefmt)
+                e["local"] = timefmt.local(e["at"]).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            trace["at_header"] = timefmt.header(g(request)("at"), lang)
+            trace["until_text"] = timefmt.fmt(trace["until"], lang) if trace["until"] else None
         from anfang.gb28181.ptz import may_steer
 
         return await run_in_threadpool(render, request, "gb_device.html", p, nav="devices", g=g(request), d=data,

@@ -19,6 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from anfang.core import timefmt
 from anfang.core.errors import Forbidden, NotFound
 from anfang.media import tokens
 from anfang.media.access import TOKEN_SECONDS, VideoFailed, VideoUnavailable, channel_in_scope, ws_url
@@ -133,8 +134,8 @@ async def download(request: Request, p: CurrentPrincipal, body: DownloadIn) -> d
         lambda: authorise(store, p, query_kind=kind, target=f"video:{channel.channel_id}",
                           params={"channel_id": channel.channel_id, "start": start.isoformat(),
                                   "end": end.isoformat()},
-                          summary=f"下载录像 {channel.name or channel.channel_id} {start:%Y-%m-%d %H:%M}"
-                                  f"–{end:%H:%M} UTC（{minutes:.0f} 分钟）",
+                          summary=f"下载录像 {channel.name or channel.channel_id} {timefmt.local(start):%Y-%m-%d %H:%M}"
+                                  f"–{timefmt.local(end):%H:%M} {timefmt.zone_label()}（{minutes:.0f} 分钟）",
                           reason=body.reason, approval_id=body.approval_id, policy=policy))
     try:
         session = await mgr.open(channel.channel_id, device.device_id, start, end, kind="download",

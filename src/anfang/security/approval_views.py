@@ -19,7 +19,7 @@ from sqlalchemy import select
 from starlette.background import BackgroundTask
 
 from anfang.core import timefmt
-from anfang.core.errors import Forbidden, ValidationError
+from anfang.core.errors import Forbidden, ValidationError, pick
 from anfang.security import approvals, audit
 from anfang.security.records import ExportRecord
 from anfang.security.roles import Role
@@ -38,6 +38,15 @@ EXPORT_LABELS: dict[str, tuple[str, str]] = {
     "vehicles": ("车辆", "vehicles"), "addresses": ("地址", "addresses"), "regions": ("行政区划", "regions"),
     "viid-image": ("抓拍图片", "capture image"), "watchlist-photo": ("布控照片", "watchlist photo"),
     "doorplate-sheet": ("门牌", "door plates"), "circular": ("通报", "circular"),
+    "video-download": ("录像下载", "video download"), "video-snapshot": ("视频抓图", "video snapshot"),
+}
+# a traced file's type and an export's file format, and how a mark was found (security/trace.py), on the page
+FORMAT_LABELS: dict[str, tuple[str, str]] = {
+    "image": ("图片", "image"), "video": ("视频", "video"), "text": ("文本", "text"), "view": ("屏幕查看", "viewed"),
+}
+EVIDENCE_LABELS: dict[str, tuple[str, str]] = {
+    "zero_width": ("零宽字符", "zero-width marks"), "metadata": ("元数据", "metadata"),
+    "lsb": ("像素水印", "pixel mark"), "request_id": ("请求号", "request number"), "row_keys": ("记录键", "row keys"),
 }
 
 api = APIRouter(prefix="/api/security", tags=["data security 数据安全"])
@@ -142,9 +151,16 @@ pages = _pages()
 def _render(request: Request, template: str, p: Principal, status: int = 200, **ctx: Any) -> HTMLResponse:
     from anfang.web.views import lang_of, render
 
-    zh = lang_of(request).startswith("zh")
+    lang = lang_of(request)
+    i = 0 if lang.startswith("zh") else 1
+
+    def format_label(f: str) -> str:  # xlsx, csv, pdf, mp4: a file format's own name; the rest in words
+        return FORMAT_LABELS[f][i] if f in FORMAT_LABELS else f.upper()
+
     return render(request, template, p, status=status, nav="security",
-                  kind_label=lambda k: EXPORT_LABELS.get(k, (k, k))[0 if zh else 1], **ctx)
+                  kind_label=lambda k: EXPORT_LABELS.get(k, (k, k))[i], format_label=format_label,
+                  evidence_label=lambda m: EVIDENCE_LABELS.get(m, (m, m))[i],
+                  one_language=lambda text: pick(text, lang), **ctx)
 
 
 def _check_csrf(request: Request, token: str) -> None:

@@ -41,7 +41,7 @@ def trace_cmd(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
         console.print(pairs([
             ("请求号 / request", f.request_id),
             ("导出人 / user", f"{f.display_name} ({f.username})"),
-            ("时间 / time", f"{f.at} 北京时间"),
+            ("时间 / time", f.at),  # labelled (core.timefmt)
             ("类别 / kind", f.kind),
             ("文件 / file", f.filename),
             ("行 / rows", str(f.rows)),

@@ -266,9 +266,9 @@ class AccessMonitor:
         row = s.execute(select(UserSecurity.locked_until).join(User, User.id == UserSecurity.user_id)
                         .where(User.username == username)).first()
         if row is not None and row[0] is not None and row[0] > utcnow():
-            until = row[0].astimezone(self.tz).strftime("%H:%M")
-            raise AccountLocked(f"登录失败次数过多，账号已锁定至{until}，请稍后再试或联系管理员解锁 / too many failed "
-                                f"logins: account locked until {until}")
+            zh, en = timefmt.fmt(row[0], seconds=False), timefmt.fmt(row[0], "en", seconds=False)
+            raise AccountLocked(f"登录失败次数过多，账号已锁定至{zh}，请稍后再试或联系管理员解锁 / too many failed "
+                                f"logins: account locked until {en}")
 
     def login_succeeded(self, s: Session, user: User) -> None:
         s.execute(update(UserSecurity).where(UserSecurity.user_id == user.id)

@@ -63,6 +63,24 @@ class WarningEngine:
         if self._sub is not None:
             await self._sub.stop()
 
+    def _capture_photos(self, image_ids: list[str]) -> dict[str, str]:
+        """The console links of a vehicle capture's images: the scene (GA/T 1400 type 01) as ``image``, the plate
+        crop (type 02) as ``plate_image`` - shown on the warning like a face hit's capture."""
+        from anfang.viid.models import ViidImage
+
+        with self.store.session() as s:
+            rows = list(s.execute(select(ViidImage.id, ViidImage.type)
+                                  .where(ViidImage.image_id.in_([str(i) for i in image_ids if i]))
+                                  .order_by(ViidImage.id)))
+        by_type: dict[str, int] = {}
+        for pk, kind in rows:
+            by_type.setdefault(kind or "", pk)
+        scene = by_type.get("01", next((pk for kind, pk in by_type.items() if kind != "02"), None))
+        out = {"image": f"/viid/images/{scene}"} if scene is not None else {}
+        if "02" in by_type:
+            out["plate_image"] = f"/viid/images/{by_type['02']}"
+        return out
+
     async def _escalation_loop(self) -> None:
         while True:
             await asyncio.sleep(self.escalate_every_s)
@@ -114,10 +132,13 @@ class WarningEngine:
                 if not plate:
                     return [], []
                 matches = await asyncio.to_thread(self.service.match_plate, plate)
+                photos = {"image": d.get("image"), "scene_image": d.get("scene_image")}
+                if matches and not photos["image"] and d.get("image_ids"):  # a GA/T 1400 capture: its stored images
+                    photos.update(await asyncio.to_thread(self._capture_photos, d["image_ids"]))
                 return [Candidate(rule="plate.watchlist", category="plate", severity=m["severity"],
                                   title=f"布控车辆：{m['listed']}（识别为{plate}，{m['watchlist']}）",
                                   source=e.source, dedup_key=f"plate:{m['watchlist_id']}:{m['listed']}:{e.source}",
-                                  event=e, data={**m, "image": d.get("image"), "scene_image": d.get("scene_image")})
+                                  event=e, data={**m, **photos})
                         for m in matches], []
             case EventKind.face_capture:
                 if self.face_matcher is None:

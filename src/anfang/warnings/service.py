@@ -133,7 +133,15 @@ def view(w: Warning, lang: str = "zh-CN") -> dict[str, Any]:
             "handled_at": w.handled_at.isoformat() if w.handled_at else None,
             "escalated_at": w.escalated_at.isoformat() if w.escalated_at else None,
             "recovered_at": w.recovered_at.isoformat() if w.recovered_at else None, "feedback": w.feedback,
-            "created_at_text": timefmt.fmt(w.created_at, lang)}  # shown as is by the console and the terminal
+            "created_at_text": timefmt.fmt(w.created_at, lang),  # shown as is by the console and the terminal
+            "shot_at_text": timefmt.fmt((w.data or {}).get("shot_at"), lang, empty=""),  # the device's own clock
+            "hit_times_text": hit_times(w.data, lang)}
+
+
+def hit_times(data: dict[str, Any] | None, lang: str) -> list[str]:
+    """The receive times of a warning's sightings (``data.hit_list``), as every page shows times (core.timefmt)."""
+    return [timefmt.fmt(h.get("at"), lang, empty="") for h in (data or {}).get("hit_list") or []
+            if isinstance(h, dict)]
 
 
 class WarningService:
@@ -242,7 +250,7 @@ class WarningService:
                 data = dict(open_one.data or {})
                 hit = _hit(c, at)
                 data["hit_list"] = [*(data.get("hit_list") or []), hit][-MAX_HITS:]
-                for key in ("image", "capture_image", "scene_image", "face_box", "shot_at"):
+                for key in ("image", "capture_image", "scene_image", "plate_image", "face_box", "shot_at"):
                     if hit.get(key) is not None or c.data.get(key) is not None:
                         data[key] = c.data.get(key, hit.get(key))
                 if c.data.get("distance") is not None:

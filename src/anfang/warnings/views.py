@@ -13,11 +13,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from anfang.core import timefmt
 from anfang.core.errors import Forbidden, NotFound
 from anfang.security.roles import Role
 from anfang.security.views import CurrentPrincipal
 from anfang.warnings.push import TerminalHub
-from anfang.warnings.service import FEEDBACK, STATE_LABELS, WarningService
+from anfang.warnings.service import FEEDBACK, STATE_LABELS, WarningService, hit_times
 from anfang.web.views import ConsoleRoute, check_csrf, lang_of, render
 
 api = APIRouter(prefix="/api", tags=["warnings 预警"])
@@ -36,6 +37,9 @@ TEXT = {  # page strings, zh-CN first
     "access": ("门禁", "access control"), "alarm": ("报警", "alarm"), "device": ("设备", "device"),
     "severity_1": ("紧急", "urgent"), "severity_2": ("重要", "important"), "severity_3": ("提示", "notice"),
     "detail": ("详情", "details"), "steps": ("处置记录", "history"), "similarity": ("相似度", "similarity"),
+    "shot_at": ("抓拍时间（设备时钟）", "Shot at (device clock)"), "seen": ("出现次数", "Seen"),
+    "capture": ("抓拍", "capture"), "watchlist": ("布控", "watchlist"), "distance": ("距离", "distance"),
+    "photo": ("照片", "photo"),
 }
 
 
@@ -51,6 +55,19 @@ def _svc(request: Request) -> WarningService:
 class HandleIn(BaseModel):
     feedback: str = Field(description="true | false_alarm | resolved")
     note: str = ""
+
+
+def in_language(item: dict[str, Any], lang: str) -> dict[str, Any]:
+    """A pushed warning (built once for every terminal, in zh-CN) with its shown texts in this terminal's language:
+    the state and the times, as the page itself renders them."""
+    w = item.get("warning")
+    if not isinstance(w, dict) or lang.startswith("zh"):
+        return item
+    zh, en = STATE_LABELS.get(w.get("state", ""), (w.get("state_label"), w.get("state_label")))
+    w = {**w, "state_label": en, "created_at_text": timefmt.fmt(w.get("created_at"), lang),
+         "shot_at_text": timefmt.fmt((w.get("data") or {}).get("shot_at"), lang, empty=""),
+         "hit_times_text": hit_times(w.get("data"), lang)}
+    return {**item, "warning": w}
 
 
 # ---- JSON API -------------------------------------------------------------------------------------------------
@@ -70,6 +87,7 @@ async def warning_stream(request: Request, p: CurrentPrincipal) -> StreamingResp
     hub: TerminalHub = request.app.state.terminal_hub
     station = await run_in_threadpool(_svc(request).station_of_area, p.police_area_id)
     terminal = hub.connect(p, station)
+    lang = lang_of(request)
 
     async def events() -> AsyncIterator[str]:
         try:
@@ -82,6 +100,7 @@ async def warning_stream(request: Request, p: CurrentPrincipal) -> StreamingResp
                         return
                     yield ": ping\n\n"
                     continue
+                item = in_language(item, lang)
                 yield f"event: warning\ndata: {json.dumps(item, ensure_ascii=False)}\n\n"
         finally:
             hub.disconnect(terminal)

@@ -3,6 +3,11 @@
 (function () {
   "use strict";
   var DAY = 86400;
+  function oneLanguage(msg) {  // "中文 / English" (the API's messages): the page's language only, as on the pages
+    var m = /^([\s\S]*[\u4e00-\u9fff][\s\S]*?) \/ ([^\u4e00-\u9fff]+)$/.exec(String(msg || ""));
+    if (!m) { return msg; }
+    return (document.documentElement.lang || "zh-CN").indexOf("en") === 0 ? m[2].trim() : m[1].trim();
+  }
   function pad(n) { return (n < 10 ? "0" : "") + n; }
   function clock(unix) {  // HH:MM:SS in Beijing time (UTC+8, no daylight saving)
     var s = Math.floor(unix + 8 * 3600) % DAY;
@@ -32,7 +37,7 @@
         .then(function (r) { return r.json().then(function (j) { return {ok: r.ok, status: r.status, body: j}; }); });
     }
     api("/api/video/records?channel_id=" + encodeURIComponent(channel) + "&date=" + day).then(function (res) {
-      if (!res.ok) { status.textContent = res.body.error ? res.body.error.message : "HTTP " + res.status; return; }
+      if (!res.ok) { status.textContent = res.body.error ? oneLanguage(res.body.error.message) : "HTTP " + res.status; return; }
       spans = res.body.spans.map(function (s) { return [Date.parse(s.start) / 1000, Date.parse(s.end) / 1000]; });
       spans.forEach(function (s) {
         var d = document.createElement("div"); d.className = "span"; d.setAttribute("data-testid", "span");
@@ -54,7 +59,7 @@
       var end = Math.min(spanEnd(t), t + 4 * 3600);
       api("/api/video/playback", {channel_id: channel, start: new Date(t * 1000).toISOString(),
                                   end: new Date(end * 1000).toISOString(), h265: false}).then(function (res) {
-        if (!res.ok) { status.textContent = res.body.error ? res.body.error.message : "HTTP " + res.status; return; }
+        if (!res.ok) { status.textContent = res.body.error ? oneLanguage(res.body.error.message) : "HTTP " + res.status; return; }
         session = res.body; speed.value = "1"; pauseBtn.textContent = L.pause;
         pauseBtn.disabled = false; speed.disabled = false; status.textContent = "";
         player.playSession(session, root.getAttribute("data-name"));
@@ -99,8 +104,8 @@
                   reason: document.getElementById("dl-reason").value, speed: 4};
       link.hidden = true;
       api("/api/video/download", body).then(function (res) {
-        if (res.status === 202 && res.body.error) { dlStatus.textContent = L.pending + " (" + res.body.error.message + ")"; return; }
-        if (!res.ok) { dlStatus.textContent = res.body.error ? res.body.error.message : "HTTP " + res.status; return; }
+        if (res.status === 202 && res.body.error) { dlStatus.textContent = L.pending + " (" + oneLanguage(res.body.error.message) + ")"; return; }
+        if (!res.ok) { dlStatus.textContent = res.body.error ? oneLanguage(res.body.error.message) : "HTTP " + res.status; return; }
         bar.hidden = false;
         var id = res.body.id;
         var poll = window.setInterval(function () {

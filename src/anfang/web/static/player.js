@@ -6,6 +6,11 @@
   var HEVC = 'video/mp4; codecs="hvc1.1.6.L120.90"';
   var DEFAULT_LABELS = {connecting: "连接中…", waiting: "等待视频…", playing: "播放中", reconnecting: "重新连接…",
     snapshot: "抓图", close: "关闭", tz: "北京时间", closed: "已结束", fullscreen: "全屏", no_linked: "未找到联动摄像机"};
+  function oneLanguage(msg) {  // "中文 / English" (the API's messages): the page's language only, as on the pages
+    var m = /^([\s\S]*[\u4e00-\u9fff][\s\S]*?) \/ ([^\u4e00-\u9fff]+)$/.exec(String(msg || ""));
+    if (!m) { return msg; }
+    return (document.documentElement.lang || "zh-CN").indexOf("en") === 0 ? m[2].trim() : m[1].trim();
+  }
   function canHevc() { return !!(window.MediaSource && MediaSource.isTypeSupported(HEVC)); }
   function beijing(d) {
     var f = new Intl.DateTimeFormat("zh-CN", {timeZone: "Asia/Shanghai", hour12: false, year: "numeric",
@@ -123,7 +128,7 @@
   Player.prototype.setState = function (state, message) {
     this.state = state;
     this.box.setAttribute("data-state", state);
-    var text = message || this.L[state] || "";
+    var text = oneLanguage(message) || this.L[state] || "";
     this.stateEl.textContent = state === "playing" ? "" : text;
     this.stateEl.className = "ov-state st-" + state;
   };

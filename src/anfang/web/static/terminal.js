@@ -38,26 +38,30 @@
     m.appendChild(document.createTextNode((L.time || "") + "：" + (w.created_at_text || "")));
     a.appendChild(m);
     if (w.data && w.data.shot_at && String(w.data.shot_at).slice(0, 16) !== String(w.created_at).slice(0, 16)) {
-      a.appendChild(el("p", "meta", "抓拍时间（设备）shot：" + String(w.data.shot_at).slice(0, 19).replace("T", " ") + " UTC"));
+      var st = el("p", "meta", (L.shot_at || "") + "：" + (w.shot_at_text || ""));  // labelled zone, from the server
+      st.setAttribute("data-testid", "shot-at"); a.appendChild(st);
     }
-    if (w.hits > 1) { var hp = el("p", null, "出现 " + w.hits + " 次 / seen " + w.hits + "×"); hp.setAttribute("data-testid", "hits"); a.appendChild(hp); }
+    if (w.hits > 1) { var hp = el("p", null, (L.seen || "") + "：×" + w.hits); hp.setAttribute("data-testid", "hits"); a.appendChild(hp); }
     if (w.data && w.data.hit_list && w.data.hit_list.length > 1) {
-      var ol = el("ol", "hit-list"); ol.setAttribute("data-testid", "hit-list"); ol.reversed = true;
-      w.data.hit_list.slice().reverse().forEach(function (hit) {
-        var li = el("li"), tm = el("time", null, String(hit.at || "").slice(0, 19).replace("T", " ") + " UTC");
+      var ol = el("ol", "hit-list"), times = w.hit_times_text || []; ol.setAttribute("data-testid", "hit-list"); ol.reversed = true;
+      for (var i = w.data.hit_list.length - 1; i >= 0; i--) {
+        var hit = w.data.hit_list[i], li = el("li"), tm = el("time", null, times[i] || "");
         tm.setAttribute("datetime", hit.at || ""); li.appendChild(tm);
-        if (hit.distance !== null && hit.distance !== undefined) { li.appendChild(document.createTextNode(" · 距离 " + hit.distance)); }
+        if (hit.distance !== null && hit.distance !== undefined) { li.appendChild(document.createTextNode(" · " + (L.distance || "") + " " + hit.distance)); }
         if (typeof hit.image === "string" && hit.image.charAt(0) === "/") {
-          li.appendChild(document.createTextNode(" · ")); var ha = el("a", null, "照片"); ha.href = hit.image; li.appendChild(ha);
+          li.appendChild(document.createTextNode(" · ")); var ha = el("a", null, L.photo || ""); ha.href = hit.image; li.appendChild(ha);
         }
         ol.appendChild(li);
-      });
+      }
       a.appendChild(ol);
     }
     if (w.data && w.data.similarity) { a.appendChild(el("p", null, (L.similarity || "") + "：" + Math.round(100 * w.data.similarity) + "%")); }
     if (w.data && typeof w.data.image === "string" && w.data.image.charAt(0) === "/") {
-      var ph = el("div", "wphotos"), cap = el("img"); cap.src = w.data.image; cap.alt = "capture"; ph.appendChild(cap);
-      if (w.category === "face") { var en = el("img"); en.src = "/api/warnings/" + w.id + "/enrolled-photo"; en.alt = "watchlist"; ph.appendChild(en); }
+      var ph = el("div", "wphotos"), cap = el("img"); cap.src = w.data.image; cap.alt = L.capture || ""; ph.appendChild(cap);
+      if (w.category === "face") { var en = el("img"); en.src = "/api/warnings/" + w.id + "/enrolled-photo"; en.alt = L.watchlist || ""; ph.appendChild(en); }
+      if (typeof w.data.plate_image === "string" && w.data.plate_image.charAt(0) === "/") {
+        var pl = el("img"); pl.src = w.data.plate_image; pl.alt = L.plate || ""; ph.appendChild(pl);
+      }
       a.appendChild(ph);
     }
     var acts = el("div", "wactions");
