@@ -186,20 +186,26 @@ def day_keys_filter(dialect: str, moments: Iterable[datetime]) -> ColumnElement[
 
 def sqlite_last_shots(store: Store, device_ids: Iterable[str]) -> dict[str, datetime]:
     """SQLite: the newest capture time of each camera in ``device_ids`` that has one. The camera index is led by
-    the day, so a camera's newest capture is found day by day, newest day first: one seek per camera still
-    unanswered per day (a camera that captures is answered on the first day it did)."""
-    remaining = sorted(set(device_ids))
+    the day, so the newest day of each camera comes from the captures rollup (``rollup_captures``, one row per
+    China day, camera and community, kept by the insert trigger): one scan of that small table, then per camera
+    one index seek in each of the two UTC days its China day spans. A camera without captures costs nothing."""
+    wanted = set(device_ids)
     out: dict[str, datetime] = {}
     with store.engine.connect() as conn:
-        present = [d for (d,) in conn.execute(_days_present())]
-        for day in reversed(present):
-            if not remaining:
-                break
-            rows = conn.exec_driver_sql(
-                f"SELECT j.value, (SELECT max(shot_at) FROM {TABLE} WHERE {SQLITE_DAY} = ? AND device_id = j.value) "
-                "FROM json_each(?) AS j", (day, json.dumps(remaining))).all()
-            for dev, shot in rows:
-                if shot is not None:
-                    out[dev] = datetime.fromisoformat(shot).replace(tzinfo=UTC)
-            remaining = [d for d in remaining if d not in out]
+        newest = [(dev, day) for dev, day in conn.exec_driver_sql(
+            "SELECT device_id, max(day) FROM rollup_captures GROUP BY device_id") if dev in wanted]
+        if not newest:
+            return out
+        triples = []
+        for dev, day in newest:
+            d = date.fromisoformat(day)
+            triples.append([dev, (d - timedelta(days=1)).isoformat(), d.isoformat()])
+        seek = f"(SELECT max(shot_at) FROM {TABLE} WHERE {SQLITE_DAY} = json_extract(j.value, '$[%d]') " \
+               "AND device_id = json_extract(j.value, '$[0]'))"
+        rows = conn.exec_driver_sql(f"SELECT json_extract(j.value, '$[0]'), {seek % 1}, {seek % 2} "
+                                    "FROM json_each(?) AS j", (json.dumps(triples),)).all()
+    for dev, a, b in rows:
+        shot = max((x for x in (a, b) if x is not None), default=None)
+        if shot is not None:
+            out[dev] = datetime.fromisoformat(shot).replace(tzinfo=UTC)
     return out
