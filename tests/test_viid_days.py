@@ -236,6 +236,8 @@ def test_camera_and_object_id_lookups_read_one_day_range_each_and_answer_as_befo
                     assert ("ix_viid_objects_day_device_shot" in plan or "uq_viid_objects_day_kind" in plan), plan
     assert delete_objects(store, "face", [future, "nope"]) == {future}
     assert get_object(store, "face", future) is None
+    # the newest capture deleted: the camera's last capture is the one before it (an emptied day counts for nothing)
+    assert last_captures(store, [CAM2]) == {CAM2: min(at for c, at in made.values() if c == CAM2)}
     # the unique key still holds: a device's retry of any of them is acknowledged, not stored again
     oid, (cam, at) = next(iter(made.items()))
     again = writer.write([prepare("face", face(cam, make_jpeg(3000, seed=101), at=at, serial=101),

@@ -193,7 +193,7 @@ def sqlite_last_shots(store: Store, device_ids: Iterable[str]) -> dict[str, date
     out: dict[str, datetime] = {}
     with store.engine.connect() as conn:
         newest = [(dev, day) for dev, day in conn.exec_driver_sql(
-            "SELECT device_id, max(day) FROM rollup_captures GROUP BY device_id") if dev in wanted]
+            "SELECT device_id, max(day) FROM rollup_captures WHERE n > 0 GROUP BY device_id") if dev in wanted]
         if not newest:
             return out
         triples = []
