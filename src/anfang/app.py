@@ -62,9 +62,11 @@ PRIMARY_MESSAGE = ("此功能依赖主服务进程的实时状态，请访问主
                    "(video, SIP devices, warning push, federation, metrics): use the primary port")
 # GET routes whose answer comes from state only the primary process holds (never started in a reader): live video,
 # recordings and snapshots over SIP, device on-line state, the terminal's warning push (SSE), federation links,
-# this process's metrics. A reader answers them 421 like a write, so a proxy sends them to the primary.
+# this process's metrics, GA/T 1400 device sessions (/VIID), and the per-client rate limits of the public door-plate
+# pages (/p/, /t/: N processes would allow N times the limit). A reader answers them 421 like a write, so a proxy
+# sends them to the primary (docs/deployment.md).
 PRIMARY_ONLY_GET = ("/api/warnings/stream", "/m/", "/api/video", "/video/", "/media", "/api/devices", "/devices",
-                    "/api/federation", "/federation", "/metrics")
+                    "/api/federation", "/federation", "/metrics", "/VIID", "/p/", "/t/")
 
 
 class ReaderOnly:
