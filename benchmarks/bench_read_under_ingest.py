@@ -206,7 +206,7 @@ def main() -> None:
     res["conditions"] = {"db": args.db, "conns": args.conns, "seconds": args.seconds, "scale": args.scale,
                          "read_workers": args.read_workers, "cpus": os.cpu_count(), "load": os.getloadavg()[0]}
     where = f", on {args.read_workers} read workers" if args.read_workers else ""
-    console.print(f"[{args.db}] police search, {args.conns} connections{where}, {args.seconds:.0f} s each phase "
+    console.print(f"\\[{args.db}] police search, {args.conns} connections{where}, {args.seconds:.0f} s each phase "
                   f"(load average {os.getloadavg()[0]:.1f})")
     console.print(f"  alone:        {res['alone']['rps']:8.1f} req/s   p50 {res['alone']['p50_ms']:7.1f} ms   "
                   f"p99 {res['alone']['p99_ms']:7.1f} ms")

@@ -107,10 +107,11 @@ def test_no_get_route_of_a_reader_fails_with_500(db_url: str, tmp_path: Path) ->
     settings = Settings(data_dir=tmp_path, database_url=db_url, sip_enabled=True, sip_port=0)
     with TestClient(create_app(settings, store)) as primary:
         token = primary.post("/api/auth/login", json={"username": "city", "password": PASSWORD}).json()["token"]
+        assert primary.app.state.bus._subs  # the primary's consumers (warning engine, terminal push, ...)
     app = create_app(settings, store, reader=True)
     failures = []
     with TestClient(app, raise_server_exceptions=False) as c:
-        assert app.state.bus is not None and all(getattr(s, "_task", None) is None for s in app.state.services)
+        assert not app.state.bus._subs  # no consumer subscribed: nothing handles events here
         for route in routes(app):
             if route.method != "GET":
                 continue
@@ -123,3 +124,32 @@ def test_no_get_route_of_a_reader_fails_with_500(db_url: str, tmp_path: Path) ->
         assert c.get("/api/video/tree", headers={"Authorization": f"Bearer {token}"}).status_code == 421
     store.dispose()
     assert failures == []
+
+
+def test_processes_passing_the_limit_at_once_open_one_alert(store, tmp_path: Path) -> None:
+    """Each server process has its own AccessMonitor; when several pass an account's limit at the same moment they
+    fold into one open alert instead of opening one each."""
+    import threading
+
+    from anfang.security.monitoring import AccessMonitor
+
+    w = build(store)
+    settings = Settings(data_dir=tmp_path, database_url=store.url)
+    users = [w.users[name] for name in ("police", "grid", "city")]
+    for p in users:
+        monitors = [AccessMonitor(store, settings) for _ in range(8)]  # eight processes' monitors
+        start = threading.Barrier(len(monitors))
+
+        def raise_one(m: AccessMonitor, p=p, start=start) -> None:  # noqa: ANN001
+            start.wait()
+            m.raise_alert("bulk_read", p, "今日已读取600人", once_per_day=True)
+
+        threads = [threading.Thread(target=raise_one, args=(m,)) for m in monitors]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    with store.session() as s:
+        found = list(s.scalars(select(AccessAlert).where(AccessAlert.kind == "bulk_read")))
+    assert sorted(a.username for a in found) == sorted(p.username for p in users)  # one alert per account
+    assert all(a.count == 8 for a in found)  # the other processes folded into it

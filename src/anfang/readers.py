@@ -8,7 +8,8 @@ ingest writer, schedulers stay the primary's), and only GET/HEAD of the stateles
 else is 421 with the JSON error object (anfang.app.ReaderOnly). Sessions come from the database; audit entries
 and the access monitor's daily counts are written in the database by each process (security/audit.py).
 
-A reader that dies is started again by the parent; a reader whose parent died (kill -9) exits within a second.
+A reader that crashes or is killed is started again by the parent; a reader whose parent died (kill -9) exits
+within a second.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ class Readers:
     def _keep_alive(self) -> None:
         while not self._stopping.wait(1.0):
             for i, proc in enumerate(self.procs):
-                if not proc.is_alive() and not self._stopping.is_set():
+                # exit code 0: it was told to stop (Ctrl+C reaches the whole process group) — not a crash
+                if not proc.is_alive() and proc.exitcode != 0 and not self._stopping.is_set():
                     log.warning("reader_restarted", pid=proc.pid, exitcode=proc.exitcode)
                     self.procs[i] = self._spawn()
 

@@ -30,7 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -268,6 +268,7 @@ class AccessMonitor:
                 self._folded[key] = t
         county = p.county_code
         with self.store.session() as s:
+            _serialise_alerts(s)
             if user is None and p.user_id is not None:
                 user = s.get(User, p.user_id)
             if user is not None and county is None:
@@ -351,6 +352,20 @@ class AccessMonitor:
     def unlock(self, s: Session, user_id: int) -> None:
         s.execute(update(UserSecurity).where(UserSecurity.user_id == user_id).values(failed_count=0,
                                                                                        locked_until=None))
+
+
+_ALERT_LOCK = 0x616E66616C72  # "anfalr"
+
+
+def _serialise_alerts(s: Session) -> None:
+    """Raising an alert is check-then-insert (fold into the open alert, else a new one); the primary and its reader
+    processes raise alerts too, so one at a time across processes, or two would open two alerts for one account:
+    PostgreSQL's transaction-level advisory lock; on SQLite a write statement first, which takes the database's
+    write lock for the rest of the transaction (the check included)."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ALERT_LOCK})
+    else:
+        s.execute(update(AccessAlert).where(AccessAlert.id == -1).values(count=AccessAlert.count))
 
 
 def _county_of(s: Session, user: User) -> str | None:
