@@ -138,6 +138,8 @@ def _write_batch(store: Store, batch: list[_Pending]) -> None:
                 with store.engine.begin() as conn:
                     if conn.dialect.name == "postgresql":
                         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
+                    else:  # SQLite: the write lock before reading the head (waits, instead of a conflict + retry)
+                        conn.exec_driver_sql("BEGIN IMMEDIATE")
                     last = conn.execute(_LAST).first()
                     seq, prev = (last[0], last[1]) if last else (0, GENESIS)
                     kid = crypto.keyring().audit_primary
