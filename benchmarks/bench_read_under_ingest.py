@@ -5,6 +5,10 @@ limit (p99 ≤ 300 ms under ingest).
 
     .venv/bin/python benchmarks/bench_read_under_ingest.py --db sqlite [--scale 0.3] [--seconds 20] [--faces 600]
     .venv/bin/python benchmarks/bench_read_under_ingest.py --db postgresql
+    .venv/bin/python benchmarks/bench_read_under_ingest.py --db sqlite --read-workers 2
+
+``--read-workers N``: the server runs N reader processes beside the primary (`anfang serve --read-workers`,
+docs/architecture.md); the searches go to the read port, the GA/T 1400 ingest (and the login) to the primary.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import orjson
-from bench_viid import MEDIA, free_port, records, register_all, start_server
+from bench_viid import MEDIA, SERVER, free_port, records, register_all, start_server
 from common import PG_URL, console, fresh_database, save_results
 
 from anfang.demo.generator import generate
@@ -30,6 +34,17 @@ from anfang.security.service import principal_of
 from anfang.store.engine import Store
 from anfang.store.migrate import upgrade
 from anfang.viid.simulator import ape_id, make_jpeg
+
+# bench_viid's server, with N reader processes on B_READ_PORT (anfang.readers) when B_READERS > 0
+READERS_SERVER = SERVER.replace("uvicorn.run(", """
+s.read_workers, s.read_port = int(os.environ['B_READERS']), int(os.environ['B_READ_PORT'])
+from anfang.readers import Readers
+readers = Readers(s, dict(loop='uvloop', http='httptools', access_log=False)).start()
+try:
+    uvicorn.run(""", 1).rstrip() + """
+finally:
+    readers.stop()
+"""
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -125,6 +140,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--conns", type=int, default=100)
     ap.add_argument("--faces", type=float, default=600.0, help="faces/s ingested in the second phase")
+    ap.add_argument("--read-workers", type=int, default=0,
+                    help="reader processes beside the primary; the searches go to their port")
     args = ap.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench_riu_"))
@@ -150,22 +167,29 @@ def main() -> None:
     queries += [f"/api/persons?name={quote(p['name'])}" for p in found if p.get("name")]
     store.dispose()
     port = free_port()
-    proc = start_server(url, data_dir, port)
+    search_port = port
+    if args.read_workers > 0:
+        search_port = free_port()
+        proc = start_server(url, data_dir, port, READERS_SERVER,
+                            {"B_READERS": str(args.read_workers), "B_READ_PORT": str(search_port)})
+        _wait_healthy(search_port)
+    else:
+        proc = start_server(url, data_dir, port)
     try:
         import httpx
 
         r = httpx.post(f"http://127.0.0.1:{port}/api/auth/login",
                        json={"username": police.username, "password": police.password})
         token = r.json()["token"]
-        asyncio.run(search_load(port, token, queries, 10, 2))  # warm-up
-        alone = asyncio.run(search_load(port, token, queries, args.conns, args.seconds))
+        asyncio.run(search_load(search_port, token, queries, 10, 2))  # warm-up
+        alone = asyncio.run(search_load(search_port, token, queries, args.conns, args.seconds))
         ready, stop, out = mp.Event(), mp.Event(), mp.Queue()
         child = mp.Process(target=ingest_process, args=(port, args.faces, args.seconds + 5, ready, stop, out))
         child.start()
         ready.wait(300)
         time.sleep(2)  # ingest up to speed
         t0 = time.monotonic()
-        loaded = asyncio.run(search_load(port, token, queries, args.conns, args.seconds))
+        loaded = asyncio.run(search_load(search_port, token, queries, args.conns, args.seconds))
         stop.set()
         acked = out.get(timeout=120)
         child.join(30)
@@ -180,14 +204,31 @@ def main() -> None:
                       "p99_ms": round(1000 * percentile(lat, 0.99), 1)}
     res["faces_per_s"] = round(acked / ingest_s, 1)
     res["conditions"] = {"db": args.db, "conns": args.conns, "seconds": args.seconds, "scale": args.scale,
-                         "cpus": os.cpu_count(), "load": os.getloadavg()[0]}
-    console.print(f"[{args.db}] police search, {args.conns} connections, {args.seconds:.0f} s each phase")
+                         "read_workers": args.read_workers, "cpus": os.cpu_count(), "load": os.getloadavg()[0]}
+    where = f", on {args.read_workers} read workers" if args.read_workers else ""
+    console.print(f"\\[{args.db}] police search, {args.conns} connections{where}, {args.seconds:.0f} s each phase "
+                  f"(load average {os.getloadavg()[0]:.1f})")
     console.print(f"  alone:        {res['alone']['rps']:8.1f} req/s   p50 {res['alone']['p50_ms']:7.1f} ms   "
                   f"p99 {res['alone']['p99_ms']:7.1f} ms")
     console.print(f"  under ingest: {res['under_ingest']['rps']:8.1f} req/s   p50 {res['under_ingest']['p50_ms']:7.1f}"
                   f" ms   p99 {res['under_ingest']['p99_ms']:7.1f} ms (limit 300 ms)   while {res['faces_per_s']:.0f}"
                   f" faces/s ingested (target {args.faces:.0f})")
-    save_results(f"read_under_ingest_{args.db}", res)
+    suffix = f"_readers{args.read_workers}" if args.read_workers else ""
+    save_results(f"read_under_ingest_{args.db}{suffix}", res)
+
+
+def _wait_healthy(port: int, timeout: float = 60.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the readers on port {port} did not start")
 
 
 if __name__ == "__main__":

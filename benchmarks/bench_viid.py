@@ -72,9 +72,10 @@ def cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
-def start_server(url: str, data_dir: Path, port: int) -> subprocess.Popen:
-    env = dict(os.environ, B_DIR=str(data_dir), B_URL=url, B_PORT=str(port))
-    proc = subprocess.Popen([sys.executable, "-c", SERVER], env=env)
+def start_server(url: str, data_dir: Path, port: int, script: str = SERVER,
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = dict(os.environ, B_DIR=str(data_dir), B_URL=url, B_PORT=str(port), **(env or {}))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
     deadline = time.time() + 60
     while time.time() < deadline:
         try:

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,10 +22,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def anfang_serve(data_dir: Path, env: dict[str, str] | None = None, timeout: float = 60.0) -> Iterator[str]:
+def anfang_serve(data_dir: Path, env: dict[str, str] | None = None, timeout: float = 60.0,
+                 args: Sequence[str] = ()) -> Iterator[str]:
     """Start `anfang serve` on a free port with ``data_dir`` (its log in ``data_dir/server.log``), wait until
     /healthz answers, yield the base URL, stop the process afterwards. The environment is the test's without
-    ANFANG_* settings, except the data keys the test encrypted with (conftest), plus ``env``."""
+    ANFANG_* settings, except the data keys the test encrypted with (conftest), plus ``env``; ``args``: more options
+    of `anfang serve`."""
     port = free_port()
     full = {k: v for k, v in os.environ.items() if not k.startswith("ANFANG_")}
     full["ANFANG_DATA_KEYS"] = os.environ["ANFANG_DATA_KEYS"]
@@ -36,7 +38,7 @@ def anfang_serve(data_dir: Path, env: dict[str, str] | None = None, timeout: flo
     log_path = data_dir / "server.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen([sys.executable, "-c", "from anfang.cli import app; app()", "serve", "--data-dir",
-                                 str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
+                                 str(data_dir), "--host", "127.0.0.1", "--port", str(port), *args],
                                 cwd=data_dir, env=full, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         try:

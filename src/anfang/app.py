@@ -56,6 +56,45 @@ class RejectNul:
         await self.app(scope, receive, send)
 
 
+READER_MESSAGE = ("此端口只读：写操作请发往主服务端口 / this is a read-only reader port: send write requests to the "
+                  "primary port")
+PRIMARY_MESSAGE = ("此功能依赖主服务进程的实时状态，请访问主服务端口 / this needs the primary server's live state "
+                   "(video, SIP devices, warning push, federation, metrics): use the primary port")
+# GET routes whose answer comes from state only the primary process holds (never started in a reader): live video,
+# recordings and snapshots over SIP, device on-line state, the terminal's warning push (SSE), federation links,
+# this process's metrics, GA/T 1400 device sessions (/VIID), and the per-client rate limits of the public door-plate
+# pages (/p/, /t/: N processes would allow N times the limit). A reader answers them 421 like a write, so a proxy
+# sends them to the primary (docs/deployment.md).
+PRIMARY_ONLY_GET = ("/api/warnings/stream", "/m/", "/api/video", "/video/", "/media", "/api/devices", "/devices",
+                    "/api/federation", "/federation", "/metrics", "/VIID", "/p/", "/t/")
+
+
+class ReaderOnly:
+    """Reader processes (``anfang serve --read-workers``, docs/architecture.md) serve GET and HEAD only: any other
+    method, and a GET of PRIMARY_ONLY_GET, answers 421 Misdirected Request with the JSON error object naming the
+    primary's port, before any route sees it; a WebSocket (live video: state of the primary) is refused at the
+    handshake."""
+
+    def __init__(self, app: Any, primary_port: int) -> None:
+        self.app, self.primary_port = app, primary_port
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "read-only reader: use the primary port"})
+            return
+        if scope["type"] == "http":
+            message = None
+            if scope.get("method") not in ("GET", "HEAD"):
+                message = READER_MESSAGE
+            elif scope.get("path", "").startswith(PRIMARY_ONLY_GET):
+                message = PRIMARY_MESSAGE
+            if message is not None:
+                response = JSONResponse(error_body("read_only", message, {"primary_port": self.primary_port}), 421)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class Service(Protocol):
     """A long-running part of the node started with the server (SIP server, forwarders, schedulers)."""
 
@@ -66,6 +105,9 @@ class Service(Protocol):
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    if app.state.reader:  # a reader process starts nothing: bus consumers, SIP, ingest, schedulers are the primary's
+        yield
+        return
     await app.state.bus.start()
     started: list[Service] = []
     try:
@@ -114,12 +156,15 @@ def _wire_early_warning(app: FastAPI, settings: Settings) -> None:
     app.include_router(warnings_pages)
 
 
-def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+def create_app(settings: Settings, store: Store | None = None, *, reader: bool = False) -> FastAPI:
+    """The whole node's application. ``reader``: for a reader process (``serve --read-workers``) — the same routes,
+    but no background service is started and only GET/HEAD are answered (ReaderOnly)."""
     # Swagger UI is served from the fastapi-offline package, not FastAPI's default CDN: the console must work
     # on a police network with no internet.
     app = FastAPI(title="anfang 智慧安防小区平台", version=__version__, docs_url=None, redoc_url=None,
                   description="一标三实 registry, security and console API of anfang.", lifespan=_lifespan)
     app.state.settings = settings
+    app.state.reader = reader
     from anfang.security import crypto
 
     crypto.configure_from_settings(settings)  # data keys for the encrypted columns (docs/security.md)
@@ -264,4 +309,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
     install_metrics(app, settings)  # /metrics for Prometheus (allow-list or token), request latencies
     mount_console(app)
+    if reader:
+        app.add_middleware(ReaderOnly, primary_port=settings.port)
     return app
+

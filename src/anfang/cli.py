@@ -83,9 +83,18 @@ def _serve(settings: Settings, store) -> None:  # noqa: ANN001
         tls = {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile or "") or None}
         if settings.tls_client_ca:
             tls.update(ssl_ca_certs=str(settings.tls_client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
-    # no permessage-deflate: video does not compress, and zlib on every fragment costs 5x the relaying itself
-    uvicorn.run(create_app(settings, store), host=settings.host, port=settings.port, log_level="warning",
-                ws_per_message_deflate=False, **tls)
+    readers = None
+    if settings.read_workers > 0:  # read-only reader processes on read_port (anfang.readers, docs/architecture.md)
+        from anfang.readers import Readers
+
+        readers = Readers(settings, tls).start()
+    try:
+        # no permessage-deflate: video does not compress, and zlib on every fragment costs 5x the relaying itself
+        uvicorn.run(create_app(settings, store), host=settings.host, port=settings.port, log_level="warning",
+                    ws_per_message_deflate=False, **tls)
+    finally:
+        if readers is not None:
+            readers.stop()
 
 
 @app.command("media")
@@ -192,13 +201,24 @@ def serve_cmd(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt =
               config: ConfigOpt = None, sip_port: SipPortOpt = None,
               certfile: Annotated[Path | None, typer.Option("--certfile", help="TLS 证书 / certificate (PEM)")] = None,
               keyfile: Annotated[Path | None, typer.Option("--keyfile", help="TLS 私钥 / private key (PEM)")] = None,
+              read_workers: Annotated[int | None, typer.Option(
+                  "--read-workers", min=0, max=64,
+                  help="只读进程数 / read-only reader processes (GET routes only)")] = None,
+              read_port: Annotated[int | None, typer.Option(
+                  "--read-port", help="只读进程端口，默认 --port + 1 / the readers' port (default port + 1)")] = None,
               ) -> None:
     """启动服务（升级数据库后）/ run the server (after upgrading the database); HTTPS with --certfile/--keyfile."""
     settings = _settings(config, host=host, port=port, data_dir=data_dir, sip_port=sip_port,
-                         sip_enabled=True if sip_port else None, tls_certfile=certfile, tls_keyfile=keyfile)
+                         sip_enabled=True if sip_port else None, tls_certfile=certfile, tls_keyfile=keyfile,
+                         read_workers=read_workers, read_port=read_port)
     store = _store(settings)
     scheme = "https" if settings.tls_certfile else "http"
     console.print(f"anfang {settings.role.value} node {settings.node_id}: {scheme}://{settings.host}:{settings.port}/")
+    if settings.read_workers > 0:
+        from anfang.readers import read_port as _read_port
+
+        console.print(f"只读进程 / readers: {settings.read_workers} × {scheme}://{settings.host}:"
+                      f"{_read_port(settings)}/ (GET/HEAD; 写操作 / writes → :{settings.port})")
     _serve(settings, store)
 
 

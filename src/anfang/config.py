@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="default: sqlite file data_dir/anfang.db")
     host: str = "127.0.0.1"
     port: int = 8000
+    # read-only reader processes beside the server (`serve --read-workers N --read-port P`, docs/architecture.md):
+    # GET/HEAD of the stateless read routes; everything else answers 421 there. 0: none (the default)
+    read_workers: int = 0
+    read_port: int | None = None  # default: port + 1
     session_hours: float = 12.0
     timezone: str = "Asia/Shanghai"  # times are stored UTC and shown, labelled, in this zone (core.timefmt)
     language: str = "zh-CN"

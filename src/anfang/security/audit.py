@@ -84,6 +84,7 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     seq: int = 0
     error: BaseException | None = None
+    day_total: int | None = None  # the account's persons read today, this entry included (store.audit_counter)
 
 
 _pending: list[_Pending] = []
@@ -113,7 +114,7 @@ def record(store: Store, p: Principal, action: str, entity: str, entity_ids: Ite
     # access monitoring (anfang.security.monitoring) watches the chain as it grows: bulk reads, unusual hours
     hook = getattr(store, "audit_hook", None)
     if hook is not None:
-        hook(p, action, entity, item.ids, detail)
+        hook(p, action, entity, item.ids, detail, day_total=item.day_total)
     return item.seq
 
 
@@ -124,14 +125,21 @@ def _write_batch(store: Store, batch: list[_Pending]) -> None:
     """Append ``batch`` in one transaction (retried on a sequence conflict with another process).
 
     The hashing is done here, by the writer, for the whole batch; the rows go in with one Core ``INSERT``
-    (executemany), not as ORM objects: a search's audit entry costs a small share of one commit."""
+    (executemany), not as ORM objects: a search's audit entry costs a small share of one commit.
+
+    ``store.audit_counter`` (set by the access monitor) adds the batch's reads to the per-account daily count in the
+    same transaction: every server process (primary and readers) counts into one figure, each entry exactly once."""
     table = AuditEntry.__table__
+    counter = getattr(store, "audit_counter", None)
+    totals: list[int | None] = [None] * len(batch)
     try:
         for attempt in range(20):
             try:
                 with store.engine.begin() as conn:
                     if conn.dialect.name == "postgresql":
                         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
+                    else:  # SQLite: the write lock before reading the head (waits, instead of a conflict + retry)
+                        conn.exec_driver_sql("BEGIN IMMEDIATE")
                     last = conn.execute(_LAST).first()
                     seq, prev = (last[0], last[1]) if last else (0, GENESIS)
                     kid = crypto.keyring().audit_primary
@@ -150,13 +158,15 @@ def _write_batch(store: Store, batch: list[_Pending]) -> None:
                         seqs.append(seq)
                         prev = h
                     conn.execute(table.insert(), rows)
+                    if counter is not None:
+                        totals = counter(conn, at, [(x.p, x.action, x.entity, x.ids, x.detail) for x in batch])
                 break
             except (IntegrityError, OperationalError):
                 if attempt == 19:
                     raise
             time.sleep(0.01 * (attempt + 1))
-        for x, seq in zip(batch, seqs, strict=True):
-            x.seq = seq
+        for x, seq, total in zip(batch, seqs, totals, strict=True):
+            x.seq, x.day_total = seq, total
     except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
         for x in batch:
             x.error = exc

@@ -93,3 +93,15 @@ class AccessAlert(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
     acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class DailyReads(Base):
+    """Persons one account read on one local day (access monitoring's bulk_read count, security/monitoring.py).
+
+    Added to in the audit batch's own transaction (security/audit.py), so every server process — the primary and
+    its reader processes — counts into the same figure, exactly once per audit entry."""
+
+    __tablename__ = "access_daily_reads"
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD in monitor_timezone
+    reads: Mapped[int] = mapped_column(Integer, default=0)

@@ -4,7 +4,9 @@ Alerts (table ``access_alerts``, page ``/security/alerts``, API ``/api/security/
 appended to the audit chain as action ``alert``):
 
 - ``bulk_read``   one account read more persons today than max(monitor_min_reads, monitor_factor × its mean daily
-                  reads over the previous monitor_baseline_days days), counted from the audit chain;
+                  reads over the previous monitor_baseline_days days); today's count is kept in the database
+                  (``access_daily_reads``, added to in each audit batch's transaction), so the primary server and
+                  its reader processes count into one figure; the baseline is counted from the audit chain;
 - ``off_hours``   personal data read or written between monitor_quiet_hours (local time, default 00:00–06:00),
                   unless the account worked in that hour on USUAL_DAYS days of its baseline window (night shifts);
 - ``out_of_scope`` an attempt to reach a record outside the account's jurisdiction (the record exists but the
@@ -28,13 +30,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from anfang.core import timefmt
 from anfang.core.errors import Forbidden, NotFound, Unauthorized, pick
 from anfang.security import audit
-from anfang.security.models import AccessAlert, AuditEntry, User, UserSecurity
+from anfang.security.models import AccessAlert, AuditEntry, DailyReads, User, UserSecurity
 from anfang.security.roles import ROLE_LABELS, Role
 from anfang.security.scope import Principal
 from anfang.store.base import utcnow
@@ -91,7 +95,6 @@ class AccessMonitor:
         self.settings = settings
         self.tz = ZoneInfo(settings.monitor_timezone)
         self._lock = threading.Lock()
-        self._today: dict[int, tuple[str, int]] = {}  # user id -> (local day, persons read today)
         self._baseline: dict[tuple[int, str], float] = {}
         self._client_failures: dict[str, deque[float]] = defaultdict(deque)
         self._folded: dict[tuple[str, int | None], float] = {}
@@ -100,10 +103,47 @@ class AccessMonitor:
 
     def attach(self) -> AccessMonitor:
         self.store.audit_hook = self.on_audit  # type: ignore[attr-defined]
+        self.store.audit_counter = self.count_reads  # type: ignore[attr-defined]
         return self
 
+    def count_reads(self, conn: Connection, at: datetime,
+                    entries: list[tuple[Principal, str, str, list[str], str]]) -> list[int | None]:
+        """Inside the audit batch's transaction (audit._write_batch): add the persons each entry read to its
+        account's count for the local day of ``at``; return, per entry, the account's count with that entry
+        included (None: not a person read). One upsert per account in the batch."""
+        day = self._day(at)
+        reads: list[tuple[int, int] | None] = []
+        sums: dict[int, int] = {}
+        for p, action, entity, ids, detail in entries:
+            if p.user_id is None or entity not in ("person", "persons") or action not in ("read", "export"):
+                reads.append(None)
+                continue
+            n = _count_rows(ids, detail, action)
+            reads.append((p.user_id, n))
+            sums[p.user_id] = sums.get(p.user_id, 0) + n
+        if not sums:
+            return [None] * len(entries)
+        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        table = DailyReads.__table__
+        running: dict[int, int] = {}
+        for user_id, n in sorted(sums.items()):
+            stmt = insert(table).values(user_id=user_id, day=day, reads=n)
+            stmt = stmt.on_conflict_do_update(index_elements=["user_id", "day"],
+                                              set_={"reads": table.c.reads + stmt.excluded.reads})
+            total = conn.execute(stmt.returning(table.c.reads)).scalar_one()
+            running[user_id] = total - n  # the count before this batch
+        out: list[int | None] = []
+        for r in reads:
+            if r is None:
+                out.append(None)
+            else:
+                running[r[0]] += r[1]
+                out.append(running[r[0]])
+        return out
+
     # ---- audit observer ----------------------------------------------------------------------------------------
-    def on_audit(self, p: Principal, action: str, entity: str, ids: list[str], detail: str) -> None:
+    def on_audit(self, p: Principal, action: str, entity: str, ids: list[str], detail: str,
+                 day_total: int | None = None) -> None:
         if p.user_id is None or action not in PERSONAL_ACTIONS or getattr(self._local, "busy", False):
             return
         self._local.busy = True
@@ -113,7 +153,7 @@ class AccessMonitor:
                 self._check_out_of_scope(p, entity, ids)
             self._check_hours(p, action, entity, now)
             if entity in ("person", "persons") and action in ("read", "export"):
-                self._check_volume(p, _count_rows(ids, detail, action), now)
+                self._check_volume(p, now, day_total)
         except Exception:  # noqa: BLE001 - monitoring must never break the request it watches
             log.exception("access_monitor_failed")
         finally:
@@ -147,18 +187,12 @@ class AccessMonitor:
     def threshold(self, user_id: int, now: datetime) -> float:
         return max(float(self.settings.monitor_min_reads), self.settings.monitor_factor * self.baseline(user_id, now))
 
-    def _check_volume(self, p: Principal, n: int, now: datetime) -> None:
+    def _check_volume(self, p: Principal, now: datetime, total: int | None) -> None:
+        """``total``: the account's persons read today, this entry included, from access_daily_reads (shared by
+        every server process); without it (no counter attached), what the chain holds for today."""
         assert p.user_id is not None
-        day = self._day(now)
-        with self._lock:
-            seen = self._today.get(p.user_id)
-        if seen is None or seen[0] != day:
-            # first sight today in this process: what the chain already holds for today (this entry included)
+        if total is None:
             total = self._reads(p.user_id, self._day_start(now), now + timedelta(seconds=1))
-        else:
-            total = seen[1] + n
-        with self._lock:
-            self._today[p.user_id] = (day, total)
         limit = self.threshold(p.user_id, now)
         if total > limit:
             base = self.baseline(p.user_id, now)
@@ -234,6 +268,7 @@ class AccessMonitor:
                 self._folded[key] = t
         county = p.county_code
         with self.store.session() as s:
+            _serialise_alerts(s)
             if user is None and p.user_id is not None:
                 user = s.get(User, p.user_id)
             if user is not None and county is None:
@@ -317,6 +352,20 @@ class AccessMonitor:
     def unlock(self, s: Session, user_id: int) -> None:
         s.execute(update(UserSecurity).where(UserSecurity.user_id == user_id).values(failed_count=0,
                                                                                        locked_until=None))
+
+
+_ALERT_LOCK = 0x616E66616C72  # "anfalr"
+
+
+def _serialise_alerts(s: Session) -> None:
+    """Raising an alert is check-then-insert (fold into the open alert, else a new one); the primary and its reader
+    processes raise alerts too, so one at a time across processes, or two would open two alerts for one account:
+    PostgreSQL's transaction-level advisory lock; on SQLite a write statement first, which takes the database's
+    write lock for the rest of the transaction (the check included)."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ALERT_LOCK})
+    else:
+        s.execute(update(AccessAlert).where(AccessAlert.id == -1).values(count=AccessAlert.count))
 
 
 def _county_of(s: Session, user: User) -> str | None:
