@@ -131,14 +131,22 @@ def test_cli_verify_prints_the_full_head_hash_and_checks_heads(store, tmp_path: 
     assert bad.exit_code == 1 and "#5" in bad.output
 
 
-def test_concurrent_reads_share_audit_commits_and_each_is_recorded_before_it_returns(store) -> None:
+def test_concurrent_reads_share_audit_commits_and_each_is_recorded_before_it_returns(store, monkeypatch) -> None:
     """Item 5: audit appends of concurrent requests are grouped into one commit per batch (as the event recorder
     does), yet every call returns only once its own entry is committed."""
     import threading
+    import time
     from concurrent.futures import ThreadPoolExecutor
 
     from sqlalchemy import event
 
+    write_batch = audit._write_batch
+
+    def slow_disk(store_, batch):  # noqa: ANN001, ANN202 - a commit that takes 30 ms, as a busy disk's: requests
+        time.sleep(0.03)  # arriving meanwhile must join the next batch (however the loaded CI box schedules them)
+        return write_batch(store_, batch)
+
+    monkeypatch.setattr(audit, "_write_batch", slow_disk)
     commits = []
     event.listen(store.engine, "commit", lambda conn: commits.append(1))
     p = Principal.system("t")
@@ -156,7 +164,7 @@ def test_concurrent_reads_share_audit_commits_and_each_is_recorded_before_it_ret
     result = audit.verify(store)
     assert result.ok and result.checked == 64
     audit_commits = len(commits) - 64  # each check above is a session of its own (one commit each)
-    assert audit_commits < 48, f"{audit_commits} commits for 64 concurrent audit entries"
+    assert audit_commits < 32, f"{audit_commits} commits for 64 concurrent audit entries"
 
 
 def test_heads_travel_up_the_federation_link_and_the_parent_detects_truncation(store, tmp_path: Path) -> None:
