@@ -7,6 +7,7 @@ known instant, one access alert); each role walks every page it can reach from i
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -188,7 +189,10 @@ def test_doorplate_coverage_rows_name_their_community(console: Console) -> None:
     assert len(named) == len(rows), rows[:5]
 
 
-def test_phone_terminal_has_no_stray_badge_and_one_line_buttons(console: Console) -> None:
+@contextlib.contextmanager
+def police_phone(console: Console, *, has_touch: bool = False, before_login=None) -> Iterator:  # noqa: ANN001
+    """Chromium at a phone's size, logged in as the police officer on his terminal (/m/warnings); ``before_login``
+    gets the page first (to route requests)."""
     from test_browser import CHROMIUM, CHROMIUM_ARGS, _unavailable
 
     if not CHROMIUM.exists():
@@ -198,24 +202,31 @@ def test_phone_terminal_has_no_stray_badge_and_one_line_buttons(console: Console
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+            ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=has_touch,
                                       locale="zh-CN")
             pg = ctx.new_page()
+            if before_login is not None:
+                before_login(pg)
             pg.goto(console.base + "/login?next=%2Fm%2Fwarnings")
             pg.fill("input[name=username]", username)
             pg.fill("input[name=password]", password)
             pg.click("button[type=submit]")
             pg.wait_for_url("**/m/warnings")
-            assert pg.locator("[data-testid=warning]").count() >= 1
-            assert not pg.locator("#unread").is_visible()  # nothing unread: no red "0"
-            button = pg.locator("[data-testid=handle]").first
-            lines = button.evaluate("b => { const s = getComputedStyle(b); const lh = parseFloat(s.lineHeight) || "
-                                    "1.2 * parseFloat(s.fontSize); return (b.clientHeight - parseFloat(s.paddingTop)"
-                                    " - parseFloat(s.paddingBottom)) / lh; }")
-            assert lines < 1.5, f"处置 wraps onto {lines:.1f} lines at 390 px"
-            assert pg.evaluate("document.documentElement.scrollWidth") <= 390
+            yield pg
         finally:
             browser.close()
+
+
+def test_phone_terminal_has_no_stray_badge_and_one_line_buttons(console: Console) -> None:
+    with police_phone(console, has_touch=True) as pg:
+        assert pg.locator("[data-testid=warning]").count() >= 1
+        assert not pg.locator("#unread").is_visible()  # nothing unread: no red "0"
+        button = pg.locator("[data-testid=handle]").first
+        lines = button.evaluate("b => { const s = getComputedStyle(b); const lh = parseFloat(s.lineHeight) || "
+                                "1.2 * parseFloat(s.fontSize); return (b.clientHeight - parseFloat(s.paddingTop)"
+                                " - parseFloat(s.paddingBottom)) / lh; }")
+        assert lines < 1.5, f"处置 wraps onto {lines:.1f} lines at 390 px"
+        assert pg.evaluate("document.documentElement.scrollWidth") <= 390
 
 
 def test_a_warning_pushed_live_to_the_terminal_shows_beijing_time_in_chinese(console: Console) -> None:
@@ -223,32 +234,15 @@ def test_a_warning_pushed_live_to_the_terminal_shows_beijing_time_in_chinese(con
     time of the event in labelled Beijing time, and nothing in English in zh-CN."""
     import httpx
 
-    from test_browser import CHROMIUM, CHROMIUM_ARGS, _unavailable
-
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} not installed; browsers are never downloaded")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (test extra)")
-    username, password = console.logins["police"]
     ts = datetime(2026, 6, 1, 1, 2, 3, tzinfo=UTC)  # the door's clock: 09:02:03 in Beijing
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, locale="zh-CN")
-            pg = ctx.new_page()
-            pg.goto(console.base + "/login?next=%2Fm%2Fwarnings")
-            pg.fill("input[name=username]", username)
-            pg.fill("input[name=password]", password)
-            pg.click("button[type=submit]")
-            pg.wait_for_url("**/m/warnings")
-            pg.locator("#live").wait_for(state="visible", timeout=10_000)  # the SSE stream is connected
-            with httpx.Client(base_url=console.base, timeout=30) as c:
-                r = c.post(f"/api/iot/door/{DOOR}", json={"event": "forced", "method": "card", "ts": ts.isoformat()})
-                assert r.status_code == 202, r.text
-            fresh = pg.locator("[data-testid=warning].fresh", has_text="强行打开")
-            fresh.first.wait_for(timeout=15_000)
-            text = fresh.first.inner_text()
-        finally:
-            browser.close()
+    with police_phone(console) as pg:
+        pg.locator("#live").wait_for(state="visible", timeout=10_000)  # the SSE stream is connected
+        with httpx.Client(base_url=console.base, timeout=30) as c:
+            r = c.post(f"/api/iot/door/{DOOR}", json={"event": "forced", "method": "card", "ts": ts.isoformat()})
+            assert r.status_code == 202, r.text
+        fresh = pg.locator("[data-testid=warning].fresh", has_text="强行打开")
+        fresh.first.wait_for(timeout=15_000)
+        text = fresh.first.inner_text()
     assert "2026-06-01 09:02:03 北京时间" in text, text
     assert "UTC" not in text, text
     assert not english_words(text), (english_words(text), text)
@@ -258,35 +252,20 @@ def test_the_players_error_is_shown_in_the_pages_language(console: Console) -> N
     """The live player shows why a video does not play with the API's message: in zh-CN its Chinese half only."""
     import json
 
-    from test_browser import CHROMIUM, CHROMIUM_ARGS, _unavailable
+    def fake_api(pg) -> None:  # noqa: ANN001
+        pg.route("**/api/video/links*", lambda route: route.fulfill(  # a linked camera for the warning
+            status=200, content_type="application/json",
+            body=json.dumps({"channels": [{"channel_id": "35040200001310000001", "name": "测试摄像机"}]})))
+        pg.route("**/api/video/live", lambda route: route.fulfill(  # the API's bilingual error, as it sends it
+            status=409, content_type="application/json",
+            body=json.dumps({"error": {"code": "device_offline", "message": "设备不在线 / device offline",
+                                       "detail": None}}, ensure_ascii=False)))
 
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} not installed; browsers are never downloaded")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (test extra)")
-    username, password = console.logins["police"]
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, locale="zh-CN")
-            pg = ctx.new_page()
-            pg.route("**/api/video/links*", lambda route: route.fulfill(  # a linked camera for the warning
-                status=200, content_type="application/json",
-                body=json.dumps({"channels": [{"channel_id": "35040200001310000001", "name": "测试摄像机"}]})))
-            pg.route("**/api/video/live", lambda route: route.fulfill(  # the API's bilingual error, as it sends it
-                status=409, content_type="application/json",
-                body=json.dumps({"error": {"code": "device_offline", "message": "设备不在线 / device offline",
-                                           "detail": None}}, ensure_ascii=False)))
-            pg.goto(console.base + "/login?next=%2Fm%2Fwarnings")
-            pg.fill("input[name=username]", username)
-            pg.fill("input[name=password]", password)
-            pg.click("button[type=submit]")
-            pg.wait_for_url("**/m/warnings")
-            pg.locator("[data-testid=live-linked]").first.click()
-            state = pg.locator(".ov-state.st-error").first
-            state.wait_for(timeout=15_000)
-            assert state.inner_text() == "设备不在线", state.inner_text()
-        finally:
-            browser.close()
+    with police_phone(console, before_login=fake_api) as pg:
+        pg.locator("[data-testid=live-linked]").first.click()
+        state = pg.locator(".ov-state.st-error").first
+        state.wait_for(timeout=15_000)
+        assert state.inner_text() == "设备不在线", state.inner_text()
 
 
 # ---- item 6: Chinese mode is Chinese --------------------------------------------------------------------------------
