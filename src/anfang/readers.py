@@ -1,6 +1,6 @@
 """Reader processes beside the primary server: ``anfang serve --read-workers N --read-port P``.
 
-One server process is GIL-bound (docs/architecture.md "One server process per node"); the read routes that only
+One server process is GIL-bound (docs/architecture.md "One primary process per node"); the read routes that only
 query the database (person search, records, pages) can be served by more processes. The parent binds one listening
 socket on the read port and hands it to N spawned reader processes (the kernel spreads connections among them).
 Each builds the app with ``reader=True``: no background service is started (bus consumers, SIP, MQTT, media node,
