@@ -336,3 +336,30 @@ def test_every_page_in_chromium_shows_labelled_beijing_time_and_no_english(conso
         finally:
             browser.close()
     assert not bad, f"{role} in Chromium: {bad}"
+
+
+def test_a_repeat_sighting_pushed_to_the_terminal_tells_the_officer(console: Console) -> None:
+    """Issue 18 item 8: a new sighting of a watchlisted person updates the open warning and the officer is told —
+    the updated card comes to the top and counts as unread, like a new warning."""
+    import json
+
+    warning = {"id": 987654, "uid": "w-987654", "rule": "face.watchlist", "category": "face",
+               "title": "布控人员再次出现", "severity": 1, "state": "dispatched", "state_label": "已派发", "hits": 2,
+               "source": "cam",
+               "created_at": "2026-06-01T01:02:03+00:00", "created_at_text": "2026-06-01 09:02:03 北京时间",
+               "shot_at_text": "", "hit_times_text": ["2026-06-01 09:02:03 北京时间", "2026-06-01 09:04:00 北京时间"],
+               "data": {"hit_list": [{"at": "2026-06-01T01:02:03+00:00", "distance": 0.41},
+                                     {"at": "2026-06-01T01:04:00+00:00", "distance": 0.38}]}}
+    body = "retry: 60000\nevent: warning\ndata: " + json.dumps({"step": "updated", "warning": warning},
+                                                               ensure_ascii=False) + "\n\n"
+
+    def one_update(pg) -> None:  # noqa: ANN001
+        pg.route("**/api/warnings/stream*", lambda route: route.fulfill(
+            status=200, headers={"Content-Type": "text/event-stream"}, body=body))
+
+    with police_phone(console, before_login=one_update) as pg:
+        card = pg.locator('[data-testid=warning][data-id="987654"]')
+        card.wait_for(timeout=15_000)
+        assert "布控人员再次出现" in card.inner_text() and "09:04:00 北京时间" in card.inner_text()
+        badge = pg.locator("[data-testid=unread]")
+        assert badge.is_visible() and badge.inner_text() == "1"

@@ -94,6 +94,7 @@
     var empty = document.getElementById("empty");
     if (empty) { empty.parentNode.removeChild(empty); }
     list.insertBefore(card(w), list.firstChild);
-    if (msg.step === "raised" || msg.step === "escalated") { bump(); }
+    // a repeat sighting (a new photo of the same person or plate) is news for the officer too
+    if (msg.step === "raised" || msg.step === "escalated" || msg.step === "updated") { bump(); }
   });
 })();
