@@ -132,6 +132,35 @@ def ingest_process(port: int, rate: float, seconds: float, ready: mp.Event, stop
     out.put(asyncio.run(run()))
 
 
+def prepare(db: str, scale: float, pg_url: str, *, prefix: str, db_number: int
+            ) -> tuple[str, Path, object, list[str]]:
+    """A fresh database with the demo data at ``scale``, its data keys in the environment (one key set for the data
+    written here and the server), the police login, and the searches he makes (by ID number and by name)."""
+    from sqlalchemy import select
+
+    from anfang.security.models import User
+
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    if not os.environ.get("ANFANG_DATA_KEYS"):
+        from anfang.security import crypto
+
+        os.environ["ANFANG_DATA_KEYS"] = crypto.KeyMaterial.generate().to_json()
+        crypto.configure(None)
+    url = fresh_database(db, db_number, pg_url) if db == "postgresql" else \
+        f"sqlite:///{(data_dir / 'anfang.db').as_posix()}"
+    upgrade(url)
+    store = Store(url)
+    summary = generate(store, scale=scale, seed=2021)
+    police = next(x for x in summary.logins if str(x.role) == "police")
+    with store.session() as s:
+        principal = principal_of(s.scalar(select(User).where(User.username == police.username)), "bench")
+    found = RegistryService(store).search_persons(principal, size=100).items
+    queries = [f"/api/persons?id_number={quote(p['id_number'])}" for p in found if p.get("id_number")]
+    queries += [f"/api/persons?name={quote(p['name'])}" for p in found if p.get("name")]
+    store.dispose()
+    return url, data_dir, police, queries
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
@@ -144,28 +173,8 @@ def main() -> None:
                     help="reader processes beside the primary; the searches go to their port")
     args = ap.parse_args()
 
-    data_dir = Path(tempfile.mkdtemp(prefix="bench_riu_"))
-    if not os.environ.get("ANFANG_DATA_KEYS"):  # one key set for the demo data written here and the server
-        from anfang.security import crypto
-
-        os.environ["ANFANG_DATA_KEYS"] = crypto.KeyMaterial.generate().to_json()
-        crypto.configure(None)
-    url = fresh_database(args.db, 9_000_017, args.pg_url) if args.db == "postgresql" else \
-        f"sqlite:///{(data_dir / 'anfang.db').as_posix()}"
-    upgrade(url)
-    store = Store(url)
-    summary = generate(store, scale=args.scale, seed=2021)
-    police = next(x for x in summary.logins if str(x.role) == "police")
-    from sqlalchemy import select
-
-    from anfang.security.models import User
-
-    with store.session() as s:
-        principal = principal_of(s.scalar(select(User).where(User.username == police.username)), "bench")
-    found = RegistryService(store).search_persons(principal, size=100).items
-    queries = [f"/api/persons?id_number={quote(p['id_number'])}" for p in found if p.get("id_number")]
-    queries += [f"/api/persons?name={quote(p['name'])}" for p in found if p.get("name")]
-    store.dispose()
+    url, data_dir, police, queries = prepare(args.db, args.scale, args.pg_url, prefix="bench_riu_",
+                                             db_number=9_000_017)
     port = free_port()
     search_port = port
     if args.read_workers > 0:

@@ -20,14 +20,12 @@ import asyncio
 import cProfile
 import os
 import pstats
-import tempfile
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 from bench_read_under_ingest import search_load
 from bench_viid import cpu_seconds, free_port, start_server
-from common import PG_URL, console, fresh_database
+from common import PG_URL, console
 
 LAYERS = {  # (file fragment, function name) -> layer label; cumulative CPU of the outermost call of each
     "middlewares (all)": ("anfang/security/headers.py", "__call__"),
@@ -44,34 +42,9 @@ LAYERS = {  # (file fragment, function name) -> layer label; cumulative CPU of t
 
 
 def prepare(db: str, scale: float, pg_url: str) -> tuple[str, Path, object, list[str]]:
-    from sqlalchemy import select
+    from bench_read_under_ingest import prepare as demo_searches
 
-    from anfang.demo.generator import generate
-    from anfang.registry.service import RegistryService
-    from anfang.security.models import User
-    from anfang.security.service import principal_of
-    from anfang.store.engine import Store
-    from anfang.store.migrate import upgrade
-
-    data_dir = Path(tempfile.mkdtemp(prefix="prof_search_"))
-    if not os.environ.get("ANFANG_DATA_KEYS"):
-        from anfang.security import crypto
-
-        os.environ["ANFANG_DATA_KEYS"] = crypto.KeyMaterial.generate().to_json()
-        crypto.configure(None)
-    url = fresh_database(db, 9_000_018, pg_url) if db == "postgresql" else \
-        f"sqlite:///{(data_dir / 'anfang.db').as_posix()}"
-    upgrade(url)
-    store = Store(url)
-    summary = generate(store, scale=scale, seed=2021)
-    police = next(x for x in summary.logins if str(x.role) == "police")
-    with store.session() as s:
-        principal = principal_of(s.scalar(select(User).where(User.username == police.username)), "bench")
-    found = RegistryService(store).search_persons(principal, size=100).items
-    queries = [f"/api/persons?id_number={quote(p['id_number'])}" for p in found if p.get("id_number")]
-    queries += [f"/api/persons?name={quote(p['name'])}" for p in found if p.get("name")]
-    store.dispose()
-    return url, data_dir, police, queries
+    return demo_searches(db, scale, pg_url, prefix="prof_search_", db_number=9_000_018)
 
 
 async def _inline(func, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202

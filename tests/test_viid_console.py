@@ -59,6 +59,15 @@ def test_capture_browser_filters_scope_and_images(store, db_url, tmp_path, monke
         assert c.get("/viid/captures").status_code == 403
 
 
+def _vehicles_from_the_east_gate(app, c, plates: list[str]) -> None:  # noqa: ANN001
+    """列东社区东门 (a placed GA/T 1400 camera) registers and sends one vehicle capture per plate."""
+    app.state.viid.devices.upsert("viid", SANYUAN, name="列东社区东门", community_code="350404001001")
+    assert register(c, SANYUAN, PASSWORD).status_code == 200
+    r = c.post("/VIID/MotorVehicles", content=orjson.dumps(vehicle_list([vehicle(SANYUAN, JPEG, p) for p in plates])),
+               headers=hdr(SANYUAN))
+    assert r.status_code == 200, r.text
+
+
 def test_capture_count_is_capped_on_a_big_table(store, db_url, tmp_path, monkeypatch) -> None:
     """Above the cap the page says "超过 N 条" (no COUNT over a city's month of captures) and still pages on."""
     from anfang.store import counting
@@ -66,10 +75,7 @@ def test_capture_count_is_capped_on_a_big_table(store, db_url, tmp_path, monkeyp
     build(store)
     app = create_app(make_settings(tmp_path, db_url), store)
     with TestClient(app) as c:
-        app.state.viid.devices.upsert("viid", SANYUAN, name="列东社区东门", community_code="350404001001")
-        assert register(c, SANYUAN, PASSWORD).status_code == 200
-        c.post("/VIID/MotorVehicles", content=orjson.dumps(vehicle_list(
-            [vehicle(SANYUAN, JPEG, f"闽G1000{i}") for i in range(4)])), headers=hdr(SANYUAN))
+        _vehicles_from_the_east_gate(app, c, [f"闽G1000{i}" for i in range(4)])
         login(c, "city")
         assert "共 4 条" in c.get("/viid/captures").text
         monkeypatch.setattr(counting, "COUNT_CAP", 3)
@@ -111,10 +117,7 @@ def test_capture_pages_go_on_by_an_older_than_cursor_every_capture_once(store, d
     build(store)
     app = create_app(make_settings(tmp_path, db_url), store)
     with TestClient(app) as c:
-        app.state.viid.devices.upsert("viid", SANYUAN, name="列东社区东门", community_code="350404001001")
-        assert register(c, SANYUAN, PASSWORD).status_code == 200
-        c.post("/VIID/MotorVehicles", content=orjson.dumps(vehicle_list(
-            [vehicle(SANYUAN, JPEG, f"闽G2000{i}") for i in range(5)])), headers=hdr(SANYUAN))
+        _vehicles_from_the_east_gate(app, c, [f"闽G2000{i}" for i in range(5)])
         login(c, "city")
         monkeypatch.setattr("anfang.viid.console.PAGE", 2)
         every = re.findall(r"闽G2000\d", c.get("/viid/captures", params={"page": 1}).text) + \

@@ -138,14 +138,20 @@ def test_retention_drops_whole_days_keeps_evidence_and_its_images(store: Store, 
 
 
 
+def _captures_at_0018(url: str) -> tuple[Store, list[dict]]:
+    """A database at migration 0018 holding three captures of CAM, one a day, in the table as 0018 had it."""
+    upgrade(url, "0018")
+    store = Store(url)
+    rows = [{"kind": "face", "object_id": f"{CAM}02{i:019d}0600001", "device_id": CAM, "shot_at": _at(-i),
+             "received_at": _at(-i), "body": "{}"} for i in range(3)]
+    with store.session() as s:
+        s.execute(insert(ViidObject.__table__).values(rows))
+    return store, rows
+
+
 def test_migration_converts_an_existing_capture_table(empty_url: str) -> None:
-    upgrade(empty_url, "0018")
-    store = Store(empty_url)
+    store, rows = _captures_at_0018(empty_url)
     try:
-        rows = [{"kind": "face", "object_id": f"{CAM}02{i:019d}0600001", "device_id": CAM, "shot_at": _at(-i),
-                 "received_at": _at(-i), "body": "{}"} for i in range(3)]
-        with store.session() as s:
-            s.execute(insert(ViidObject.__table__).values(rows))  # the table as 0018 had it
         store.dispose()
         upgrade(empty_url, "0019b")
         with store.session() as s:
@@ -168,14 +174,10 @@ def test_upgrade_leaves_the_planner_statistics_of_the_moved_captures_and_new_ind
     (PostgreSQL: partitions never analysed, estimated at 2 rows each) and the new indexes (SQLite: the
     (level, code) index assumed selective), the planner chose plans that took 0.5–0.9 s at city scale for a
     county's face captures and the door-plate coverage (tens of ms with statistics)."""
-    upgrade(empty_url, "0018")
-    store = Store(empty_url)
+    store, _ = _captures_at_0018(empty_url)
     try:
-        rows = [{"kind": "face", "object_id": f"{CAM}02{i:019d}0600001", "device_id": CAM, "shot_at": _at(-i),
-                 "received_at": _at(-i), "body": "{}"} for i in range(3)]
-        with store.session() as s:
-            s.execute(insert(ViidObject.__table__).values(rows))
-            if store.engine.dialect.name == "sqlite":
+        if store.engine.dialect.name == "sqlite":
+            with store.session() as s:
                 s.execute(text("ANALYZE"))  # a database whose planner had statistics before the upgrade
         store.dispose()
         upgrade(empty_url)
